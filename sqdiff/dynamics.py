@@ -1,0 +1,393 @@
+r"""Every dynamics of sqdiff as diffrax terms on Lie-group-aware states.
+
+| dynamics | SDE | class |
+| --- | --- | --- |
+| forward noising | `dφ = a(t)φ dt + g(t) dW` | `Forward` |
+| reverse (Anderson 1982) | `dφ = [f − g² s(t, φ)] dt + g dW̄`, `t: T → 0` | `Reverse` |
+| probability-flow ODE | `dφ/dt = f − ½ g² s(t, φ)`, `d log p/dt = −∇·(drift)` | `ProbabilityFlow` |
+| Langevin / SQ | `dφ = −K∇S dt + √(2K) dW` | `Langevin` |
+| anything else | `dφ = b(t, φ) dt + σ(t, φ) dW` | `SDE` |
+
+A dynamics object knows its group, its drift `b` and noise scale `σ` in **algebra
+coordinates**, and builds diffrax terms (`ODETerm`, `ControlTerm`, `MultiTerm`) whose vector
+fields return **increments in the state representation** (`group.algebra(b)`; for SU(N) the
+anti-Hermitian `i b^a T^a`). Any diffrax solver can integrate flat (`Euclidean`, `U1`) states;
+SU(N) states need the geometric solvers of `sqdiff.solvers`, which apply increments through
+`exp`, as in Lie-group Euler–Maruyama (Batrouni et al., Phys. Rev. D 32 (1985) 2736).
+
+Equations: Song et al., ICLR 2021, Eqs. (6) (reverse SDE) and (13) (probability flow);
+Parisi & Wu (1981) and Wang, Aarts, Zhou (2023), Eq. (2) (stochastic quantization).
+The reverse SDE is written in the reverse time `τ = T − t` (the paper's Eq. (1)) so that diffrax
+integrates it forwards: `dφ = [−f(φ, T−τ) + g² s(T−τ, φ)] dτ + g dW_τ`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar, Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import lineax as lx
+from jaxtyping import Array, PRNGKeyArray
+
+from .groups import AbstractGroup, Euclidean
+from .kernels import FourierKernel
+from .sde import AbstractSchedule
+
+__all__ = [
+    "AbstractDynamics",
+    "SDE",
+    "Forward",
+    "Reverse",
+    "ProbabilityFlow",
+    "Langevin",
+    "divergence_exact",
+    "divergence_hutchinson",
+]
+
+
+def _real_dtype(y):
+    return jnp.real(jnp.zeros((), jnp.result_type(y))).dtype
+
+
+class AbstractDynamics(eqx.Module):
+    """A (stochastic) differential equation on a field with values in `group`.
+
+    Subclasses give `drift(t, y, args)` and `noise_scale(t, y, args)` in algebra coordinates
+    (ODEs set `is_sde = False`).
+    """
+
+    group: eqx.AbstractVar[AbstractGroup]
+    #: whether the solver time `s` is the reverse time `τ = T − t`
+    time_reversed: ClassVar[bool] = False
+    #: whether the noise amplitude is independent of the state (needed for adaptive SRK)
+    additive_noise: ClassVar[bool] = True
+    is_sde: ClassVar[bool] = True
+
+    @property
+    def T(self) -> float | None:
+        """The time horizon for schedule-based dynamics (`None` when unbounded)."""
+        return None
+
+    @abc.abstractmethod
+    def drift(self, t, y, args) -> Array:
+        """Drift in algebra coordinates at solver time `t`."""
+
+    def noise_scale(self, t, y, args):
+        """Noise amplitude in algebra coordinates: an array/scalar `σ` (diagonal noise,
+        `σ·dW`), or a linear map (callable or `lineax` operator) applied to `dW`."""
+        raise NotImplementedError
+
+    def noise_shape(self, y) -> tuple[int, ...]:
+        """Shape of the Brownian motion driving a state like `y`."""
+        return self.group.noise_shape(self.group.lattice_shape(y))
+
+    def physical_time(self, s):
+        """Physical time `t` for solver time `s`."""
+        return self.T - s if self.time_reversed else s
+
+    def terms(self, brownian: diffrax.AbstractBrownianPath | None = None):
+        """diffrax terms: `ODETerm` for the drift, plus a `ControlTerm` driven by `brownian`.
+
+        Diagonal noise on flat states becomes a `lineax.DiagonalLinearOperator` (so diffrax's
+        stochastic Runge–Kutta solvers apply); anything else a `FunctionLinearOperator`.
+        """
+        group = self.group
+        drift = diffrax.ODETerm(lambda t, y, args: group.algebra(self.drift(t, y, args)))
+        if not self.is_sde:
+            return drift
+        if brownian is None:
+            raise ValueError(f"{type(self).__name__} is an SDE: `brownian` is required.")
+        flat = group.element_shape == ()
+        noise = brownian.shape
+
+        def diffusion(t, y, args):
+            scale = self.noise_scale(t, y, args)
+            if flat and not _is_operator(scale):
+                diag = jnp.broadcast_to(jnp.asarray(scale, noise.dtype), noise.shape)
+                return lx.DiagonalLinearOperator(diag)
+            fn = _as_linear_map(scale)
+            return lx.FunctionLinearOperator(lambda dw: group.algebra(fn(dw)), noise)
+
+        return diffrax.MultiTerm(drift, diffrax.ControlTerm(diffusion, brownian))
+
+    def has_diagonal_noise(self, t, y, args=None) -> bool:
+        """Whether the noise amplitude at `(t, y)` is elementwise (diagonal)."""
+        return not _is_operator(self.noise_scale(t, y, args))
+
+
+def _is_operator(scale) -> bool:
+    return isinstance(scale, lx.AbstractLinearOperator) or callable(scale)
+
+
+def _as_linear_map(scale) -> Callable[[Array], Array]:
+    if isinstance(scale, lx.AbstractLinearOperator):
+        return scale.mv
+    if callable(scale):
+        return scale
+    return lambda dw: scale * dw
+
+
+class SDE(AbstractDynamics):
+    r"""A user-defined SDE `dφ = b(t, φ) dt + σ(t, φ) dW` in algebra coordinates.
+
+    - `drift(t, y, args)` returns the drift coordinates `b` (shape of `group.noise_shape`).
+    - `diffusion(t, y, args)` returns either an array/scalar `σ` multiplying `dW` elementwise
+      (diagonal noise) or a `lineax` operator mapping `dW` to coordinates; `None` for an ODE.
+
+    Example (an Ornstein–Uhlenbeck process):
+
+        ou = sqdiff.SDE(lambda t, y, args: -y, lambda t, y, args: jnp.sqrt(2.0))
+    """
+
+    drift_fn: Callable
+    diffusion_fn: Callable | None
+    group: AbstractGroup
+    noise_is_additive: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        drift: Callable,
+        diffusion: Callable | None,
+        group: AbstractGroup = Euclidean(),
+        additive_noise: bool = False,
+    ):
+        if not callable(drift):
+            raise TypeError("`drift` must be a callable drift(t, y, args).")
+        if diffusion is not None and not callable(diffusion):
+            raise TypeError("`diffusion` must be a callable diffusion(t, y, args) or None.")
+        self.drift_fn = drift
+        self.diffusion_fn = diffusion
+        self.group = group
+        self.noise_is_additive = bool(additive_noise)
+
+    @property
+    def is_sde(self):  # type: ignore[override]
+        return self.diffusion_fn is not None
+
+    @property
+    def additive_noise(self):  # type: ignore[override]
+        return self.noise_is_additive
+
+    def drift(self, t, y, args):
+        return self.drift_fn(t, y, args)
+
+    def noise_scale(self, t, y, args):
+        return self.diffusion_fn(t, y, args)
+
+
+class _ScheduleDynamics(AbstractDynamics):
+    schedule: eqx.AbstractVar[AbstractSchedule]
+
+    @property
+    def T(self):
+        return self.schedule.T
+
+    def _check_group(self):
+        if not isinstance(self.group, Euclidean) and not _is_zero_drift(self.schedule):
+            raise ValueError(
+                f"{type(self.schedule).__name__} has a linear drift a(t)φ, which is only defined "
+                f"for Euclidean fields; use VarianceExploding on {self.group}."
+            )
+
+
+def _is_zero_drift(schedule) -> bool:
+    from .sde import VarianceExploding
+
+    return isinstance(schedule, VarianceExploding)
+
+
+class Forward(_ScheduleDynamics):
+    r"""Forward noising `dφ = a(t) φ dt + g(t) dW` (Song et al. 2021, Eq. 5).
+
+    On a group (VE only) the noise is algebra-valued: `dU = i g(t) dW^a T^a U`.
+    """
+
+    schedule: AbstractSchedule
+    group: AbstractGroup
+
+    def __init__(self, schedule: AbstractSchedule, group: AbstractGroup = Euclidean()):
+        self.schedule = schedule
+        self.group = group
+        self._check_group()
+
+    def drift(self, t, y, args):
+        return self.schedule.drift_coeff(t) * y
+
+    def noise_scale(self, t, y, args):
+        return self.schedule.diffusion(t)
+
+
+class Reverse(_ScheduleDynamics):
+    r"""Reverse-time SDE `dφ = [f − g² s(t, φ)] dt + g dW̄` (Anderson 1982; Song et al. Eq. 6).
+
+    `score(t, φ)` approximates `∇ log p_t(φ)` (algebra coordinates on a group). Integrated in
+    `τ = T − t`: `dφ = [−a(t)φ + g(t)² s(t, φ)] dτ + g(t) dW_τ`. Use `sqdiff.solve` with
+    physical times `t0 = T` → `t1 = t_min`.
+    """
+
+    schedule: AbstractSchedule
+    score: Callable
+    group: AbstractGroup
+    time_reversed: ClassVar[bool] = True
+
+    def __init__(
+        self, schedule: AbstractSchedule, score: Callable, group: AbstractGroup = Euclidean()
+    ):
+        if not callable(score):
+            raise TypeError("`score` must be a callable score(t, φ).")
+        self.schedule = schedule
+        self.score = score
+        self.group = group
+        self._check_group()
+
+    def drift(self, s, y, args):
+        t = self.T - s
+        g = self.schedule.diffusion(t)
+        flat = -self.schedule.drift_coeff(t) * y if isinstance(self.group, Euclidean) else 0.0
+        return flat + g**2 * self.score(t, y)
+
+    def noise_scale(self, s, y, args):
+        return self.schedule.diffusion(self.T - s)
+
+
+def divergence_exact(fn: Callable[[Array], Array], x: Array) -> Array:
+    """`∇·fn(x)` as the trace of the full Jacobian (forward mode; cost ∝ number of sites)."""
+    n = x.size
+    flat = lambda v: fn(v.reshape(x.shape)).reshape(-1)  # noqa: E731
+    return jnp.trace(jax.jacfwd(flat)(x.reshape(-1)).reshape(n, n))
+
+
+def divergence_hutchinson(fn: Callable[[Array], Array], x: Array, probe: Array) -> Array:
+    """Hutchinson's unbiased estimate `ε·(∂fn/∂x) ε` with a Rademacher/Gaussian probe `ε`."""
+    _, jvp = jax.jvp(fn, (x,), (probe,))
+    return jnp.sum(probe * jvp)
+
+
+class ProbabilityFlow(_ScheduleDynamics):
+    r"""Probability-flow ODE `dφ/dt = v = a(t)φ − ½ g(t)² s(t, φ)` (Song et al. 2021, Eq. 13),
+    augmented with `dΔ/dt = ∇·v` so that `log p_{t1}(φ_{t1}) = log p_{t0}(φ_{t0}) − Δ(t1)`
+    (instantaneous change of variables; Chen et al., NeurIPS 2018, Thm. 1).
+
+    State: the pair `(φ, Δ)`, integrated in physical time in either direction.
+    `divergence="exact"` traces the Jacobian (small systems); `"hutchinson"` uses one fixed
+    Rademacher probe per solve (Grathwohl et al., FFJORD, ICLR 2019), unbiased for `log p`.
+    """
+
+    schedule: AbstractSchedule
+    score: Callable
+    divergence: Literal["exact", "hutchinson"] = eqx.field(static=True)
+    group: AbstractGroup
+    is_sde: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        schedule: AbstractSchedule,
+        score: Callable,
+        divergence: Literal["exact", "hutchinson"] = "exact",
+        group: AbstractGroup = Euclidean(),
+    ):
+        if not isinstance(group, Euclidean):
+            raise ValueError("ProbabilityFlow is implemented for Euclidean fields only.")
+        if divergence not in ("exact", "hutchinson"):
+            raise ValueError(f"`divergence` must be 'exact' or 'hutchinson', got {divergence!r}.")
+        if not callable(score):
+            raise TypeError("`score` must be a callable score(t, φ).")
+        self.schedule = schedule
+        self.score = score
+        self.divergence = divergence
+        self.group = group
+
+    def velocity(self, t, phi):
+        """`v(t, φ) = a(t)φ − ½ g(t)² s(t, φ)`."""
+        return self.schedule.drift_coeff(t) * phi - 0.5 * self.schedule.diffusion(t) ** 2 * (
+            self.score(t, phi)
+        )
+
+    def drift(self, t, y, args):
+        return self.velocity(t, y)
+
+    def noise_shape(self, y):
+        return jnp.shape(y[0])
+
+    def terms(self, brownian=None, *, key: PRNGKeyArray | None = None, shape=None):
+        """`ODETerm` on `(φ, Δ)`. `key` and `shape` draw the Hutchinson probe."""
+        if self.divergence == "hutchinson":
+            if key is None or shape is None:
+                raise ValueError("divergence='hutchinson' needs `key` and `shape` for its probe.")
+            probe = jr.rademacher(key, shape).astype(float)
+
+            def div(t, phi):
+                return divergence_hutchinson(lambda x: self.velocity(t, x), phi, probe)
+        else:
+
+            def div(t, phi):
+                return divergence_exact(lambda x: self.velocity(t, x), phi)
+
+        def vf(t, y, args):
+            phi, _ = y
+            return self.velocity(t, phi), div(t, phi)
+
+        return diffrax.ODETerm(vf)
+
+
+class Langevin(AbstractDynamics):
+    r"""Langevin dynamics / stochastic quantization `dφ = −K ∇S(φ) dt + √(2K) dW`
+    (Parisi & Wu 1981; Wang, Aarts, Zhou 2023, Eq. 2 with α = 1). Stationary: `e^{−S}`.
+
+    - `action`: `S(φ) → scalar`. Its gradient is `action.force` when the action provides one,
+      else autodiff (`group.grad`, the Lie derivative `∇^a S` on a group).
+    - `force`: give `∇S` directly instead (algebra coordinates).
+    - `kernel`: `None` (K = 1), a positive scalar/array (elementwise K), or a `FourierKernel`.
+
+    On SU(N) the increment `exp(i(−∇^a S dt + √2 dW^a) T^a)` is applied by the geometric
+    Euler–Maruyama solver; it samples the Haar-weighted `e^{−S} dU`.
+    """
+
+    force: Callable
+    group: AbstractGroup
+    kernel: FourierKernel | Array | float | None
+
+    def __init__(
+        self,
+        action: Callable | None = None,
+        *,
+        force: Callable | None = None,
+        group: AbstractGroup = Euclidean(),
+        kernel: FourierKernel | Array | float | None = None,
+    ):
+        if force is None:
+            if action is None:
+                raise ValueError("Langevin needs an `action` S(φ) or a `force` ∇S(φ).")
+            if not callable(action):
+                raise TypeError("`action` must be a callable S(φ) returning a scalar.")
+            force = getattr(action, "force", None) or (lambda y: group.grad(action, y))
+        if isinstance(kernel, FourierKernel) and not isinstance(group, Euclidean):
+            raise ValueError("A FourierKernel needs a Euclidean (scalar) field.")
+        if kernel is not None and not isinstance(kernel, FourierKernel):
+            kernel = jnp.asarray(kernel, float)
+            if not bool(jnp.all(kernel > 0)):
+                raise ValueError("`kernel` must be strictly positive.")
+        self.force = force
+        self.group = group
+        self.kernel = kernel
+
+    def drift(self, t, y, args):
+        f = self.force(y)
+        if self.kernel is None:
+            return -f
+        if isinstance(self.kernel, FourierKernel):
+            return -self.kernel(f)
+        return -self.kernel * f
+
+    def noise_scale(self, t, y, args):
+        if self.kernel is None:
+            return jnp.sqrt(2.0)
+        if isinstance(self.kernel, FourierKernel):
+            return lambda dw: jnp.sqrt(2.0).astype(dw.dtype) * self.kernel.sqrt(dw)
+        return jnp.sqrt(2.0 * self.kernel)
