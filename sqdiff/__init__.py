@@ -1,6 +1,6 @@
 """sqdiff: diffusion models and stochastic quantization on the lattice."""
 
-from . import stats, theories
+from . import io, mcmc, observables, stats, theories
 from .dynamics import (
     SDE,
     AbstractDynamics,
@@ -12,7 +12,10 @@ from .dynamics import (
     divergence_hutchinson,
 )
 from .groups import SU, SUN, U1, AbstractGroup, Euclidean
+from .io import Ensemble, load_ensemble, save_ensemble
 from .kernels import FourierKernel
+from .mcmc import HMC, MALA, Composed, WolffPhi4, run_chains
+from .observables import analyze
 from .sde import (
     AbstractSchedule,
     CustomSchedule,
@@ -21,11 +24,39 @@ from .sde import (
     VariancePreserving,
 )
 from .solvers import GeometricEulerMaruyama, GeometricHeun, log_likelihood, solve
-from .theories import GaussianMixture
+from .theories import (
+    AbstractAction,
+    Cosine0D,
+    DoubleWell0D,
+    GaussianMixture,
+    Phi4,
+    Quartic0D,
+    SUNWilson,
+    U1Wilson2D,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbstractAction",
+    "Composed",
+    "Cosine0D",
+    "DoubleWell0D",
+    "Ensemble",
+    "HMC",
+    "MALA",
+    "Phi4",
+    "Quartic0D",
+    "SUNWilson",
+    "U1Wilson2D",
+    "WolffPhi4",
+    "analyze",
+    "io",
+    "load_ensemble",
+    "mcmc",
+    "observables",
+    "run_chains",
+    "save_ensemble",
     "AbstractDynamics",
     "AbstractGroup",
     "AbstractSchedule",

@@ -64,3 +64,17 @@ class FourierKernel(eqx.Module):
     def sqrt(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
         """`√K x`."""
         return self._apply(jnp.sqrt(self.k), x)
+
+    def inverse_sqrt(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
+        """`K^{−1/2} x`."""
+        return self._apply(1 / jnp.sqrt(self.k), x)
+
+    @classmethod
+    def fourier_acceleration(cls, lattice_shape: tuple[int, ...], mass2: float) -> FourierKernel:
+        r"""Inverse HMC mass `K = M⁻¹` with `M(p) = p̂² + m²_eff` (Fourier-accelerated HMC;
+        Duane & Pendleton / Batrouni et al.): momenta `P ~ N(0, M)`, velocity `dφ/dt = M⁻¹ P`."""
+        if mass2 <= 0:
+            raise ValueError(f"`mass2` must be > 0, got {mass2}.")
+        grids = np.meshgrid(*[2 * np.pi * np.fft.fftfreq(L) for L in lattice_shape], indexing="ij")
+        p2 = sum(4 * np.sin(p / 2) ** 2 for p in grids)
+        return cls(1.0 / (p2 + mass2))

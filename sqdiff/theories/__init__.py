@@ -1,5 +1,22 @@
-"""Theories: actions and exactly solvable distributions."""
+"""Theories: lattice actions (`AbstractAction`) and exactly solvable distributions."""
 
+from .base import AbstractAction
 from .mixture import GaussianMixture
+from .phi4 import Phi4
+from .sun import SUNWilson
+from .u1 import U1Wilson2D, plaquette_angles, topological_charge, wilson_loop
+from .zero_dim import Cosine0D, DoubleWell0D, Quartic0D
 
-__all__ = ["GaussianMixture"]
+__all__ = [
+    "AbstractAction",
+    "Cosine0D",
+    "DoubleWell0D",
+    "GaussianMixture",
+    "Phi4",
+    "Quartic0D",
+    "SUNWilson",
+    "U1Wilson2D",
+    "plaquette_angles",
+    "topological_charge",
+    "wilson_loop",
+]

@@ -1,0 +1,196 @@
+"""The `sqdiff` command: generate and measure ensembles.
+
+sqdiff generate THEORY [--L … --kappa … --lam … --beta … --N … --d …] --n N --out FILE
+sqdiff measure FILE [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+SAMPLERS = ("hmc", "omelyan", "fahmc", "mala", "hmc+wolff", "fahmc+wolff")
+TOYS = ("quartic", "double_well", "cosine")
+# default (step size, MD steps) per theory
+DEFAULT_MD = {"phi4": (0.2, 10), "u1": (0.1, 10), "sun": (0.05, 20), "toy": (0.2, 10)}
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CLIError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sqdiff", description="Diffusion models and stochastic quantization.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    g = sub.add_parser("generate", help="generate an ensemble with a classical sampler")
+    g.add_argument("theory", help="phi4, u1, sun or toy")
+    g.add_argument("--L", type=int, help="lattice size (phi4, u1, sun)")
+    g.add_argument("--d", type=int, help="dimensions (phi4: default 2; sun: default 4)")
+    g.add_argument("--kappa", type=float, help="phi4 hopping parameter")
+    g.add_argument("--lam", type=float, help="phi4 quartic coupling λ ≥ 0")
+    g.add_argument("--beta", type=float, help="gauge coupling β > 0 (u1, sun)")
+    g.add_argument("--N", type=int, help="SU(N) (sun)")
+    g.add_argument("--action", choices=TOYS, default="quartic", help="toy action")
+    g.add_argument("--mu2", type=float, default=1.0, help="toy quartic μ²")
+    g.add_argument("--g", type=float, default=0.4, help="toy quartic g")
+    g.add_argument("--k", type=float, default=5.0, help="toy cosine k")
+    g.add_argument("--sampler", choices=SAMPLERS, default="hmc")
+    g.add_argument("--step-size", type=float, help="MD / MALA step size")
+    g.add_argument("--n-md", type=int, help="MD steps per trajectory")
+    g.add_argument("--mass2", type=float, default=1.0, help="FA-HMC m²_eff")
+    g.add_argument("--n-wolff", type=int, default=1, help="Wolff flips per step")
+    g.add_argument("--n", type=int, required=True, help="configurations per chain")
+    g.add_argument("--chains", type=int, default=1, help="independent chains")
+    g.add_argument("--therm", type=int, default=200, help="thermalisation steps")
+    g.add_argument("--thin", type=int, default=1, help="steps between saved configurations")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True, help="output .npz file")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = sub.add_parser("measure", help="observables of an ensemble with errors and τ_int")
+    m.add_argument("file")
+    m.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return p
+
+
+def _need(args, *names):
+    for n in names:
+        if getattr(args, n) is None:
+            raise CLIError(f"theory {args.theory!r} needs --{n.replace('_', '-')}")
+
+
+def build_action(args):
+    from .theories import Cosine0D, DoubleWell0D, Phi4, Quartic0D, SUNWilson, U1Wilson2D
+
+    t = args.theory
+    if t == "phi4":
+        _need(args, "L", "kappa", "lam")
+        return Phi4(args.L, args.kappa, args.lam, d=args.d or 2)
+    if t == "u1":
+        _need(args, "L", "beta")
+        return U1Wilson2D(args.L, args.beta)
+    if t == "sun":
+        _need(args, "L", "beta", "N")
+        return SUNWilson(args.N, args.L, args.beta, d=args.d or 4)
+    if t == "toy":
+        return {
+            "quartic": lambda: Quartic0D(args.mu2, args.g),
+            "double_well": DoubleWell0D,
+            "cosine": lambda: Cosine0D(args.k),
+        }[args.action]()
+    raise CLIError(f"unknown theory {t!r}; choose phi4, u1, sun or toy")
+
+
+def build_sampler(args, action):
+    from .kernels import FourierKernel
+    from .mcmc import HMC, MALA, Composed, WolffPhi4
+    from .theories import Phi4
+
+    eps, n_md = DEFAULT_MD[args.theory]
+    eps = args.step_size if args.step_size is not None else eps
+    n_md = args.n_md if args.n_md is not None else n_md
+    name = args.sampler
+    if name == "mala":
+        return MALA(action, eps)
+    if "wolff" in name and not isinstance(action, Phi4):
+        raise CLIError("Wolff cluster flips are for phi4 only")
+    if name.startswith("fahmc"):
+        if not isinstance(action, Phi4):
+            raise CLIError("Fourier-accelerated HMC is for phi4 only")
+        kernel = FourierKernel.fourier_acceleration(action.lattice_shape, args.mass2)
+        hmc = HMC(action, eps, n_md, "leapfrog", kernel=kernel)
+    else:
+        hmc = HMC(action, eps, n_md, "omelyan" if name == "omelyan" else "leapfrog")
+    if name.endswith("+wolff"):
+        return Composed(hmc, WolffPhi4(action, args.n_wolff))
+    return hmc
+
+
+def cmd_generate(args) -> int:
+    import jax
+    import jax.random as jr
+    import numpy as np
+
+    from .io import save_ensemble
+    from .mcmc import run_chains
+
+    for name in ("n", "chains", "thin"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name} must be ≥ 1")
+    if args.therm < 0:
+        raise CLIError("--therm must be ≥ 0")
+    action = build_action(args)
+    sampler = build_sampler(args, action)
+    key_init, key_run = jr.split(jr.key(args.seed))
+    init = jax.vmap(action.random_config)(jr.split(key_init, args.chains))
+    samples, acc = run_chains(
+        sampler, key_run, init, args.n, n_therm=args.therm, thin=args.thin, progress=not args.quiet
+    )
+    meta = {
+        "theory": action.name,
+        "params": action.params,
+        "sampler": sampler.settings,
+        "seed": args.seed,
+        "acceptance": float(np.mean(acc)),
+        "n_therm": args.therm,
+        "thin": args.thin,
+    }
+    save_ensemble(args.out, samples, meta)
+    print(
+        f"wrote {args.out}: {args.chains}×{args.n} configurations of {action.name} "
+        f"{action.params}, acceptance {np.mean(acc):.3f}"
+    )
+    return 0
+
+
+def cmd_measure(args) -> int:
+    from .io import load_ensemble
+    from .observables import analyze
+
+    ens = load_ensemble(args.file)
+    results = analyze(ens.action, ens.samples)
+    if args.json:
+        out = {
+            k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
+            for k, r in results.items()
+        }
+        out["acceptance"] = {"value": ens.metadata["acceptance"], "error": 0.0, "tau_int": 0.5}
+        print(json.dumps(out))
+        return 0
+    m = ens.metadata
+    print(
+        f"{m['theory']} {m['params']}  sampler {m['sampler']}  "
+        f"{m['n_chains']}×{m['n_samples']} configs  acceptance {m['acceptance']:.3f}"
+    )
+    print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
+    for k, r in results.items():
+        tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
+        print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            raise CLIError("choose a command: generate or measure (see sqdiff --help)")
+        return {"generate": cmd_generate, "measure": cmd_measure}[args.command](args)
+    except CLIError as e:
+        print(f"sqdiff: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, OSError) as e:
+        print(f"sqdiff: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sqdiff: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

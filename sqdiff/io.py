@@ -1,0 +1,110 @@
+"""Ensembles on disk: one `.npz` per ensemble (configurations + JSON metadata), written
+atomically (temporary file + rename), read without pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import NamedTuple
+
+import numpy as np
+
+from .theories import Cosine0D, DoubleWell0D, Phi4, Quartic0D, SUNWilson, U1Wilson2D
+from .theories.base import AbstractAction
+
+__all__ = ["Ensemble", "save_ensemble", "load_ensemble", "action_from_metadata", "THEORIES"]
+
+THEORIES: dict[str, type[AbstractAction]] = {
+    cls.name: cls for cls in (Phi4, U1Wilson2D, SUNWilson, Quartic0D, DoubleWell0D, Cosine0D)
+}
+REQUIRED = ("theory", "params", "sampler", "seed", "acceptance", "sqdiff_version")
+
+
+class Ensemble(NamedTuple):
+    samples: np.ndarray  # (chains, n, *config)
+    metadata: dict
+    action: AbstractAction
+
+
+def action_from_metadata(meta: dict) -> AbstractAction:
+    """Rebuild the action named by ensemble metadata."""
+    theory = meta.get("theory")
+    if theory not in THEORIES:
+        raise ValueError(f"unknown theory {theory!r} in metadata; known: {sorted(THEORIES)}.")
+    params = meta.get("params")
+    if not isinstance(params, dict):
+        raise ValueError("metadata field 'params' must be an object of theory parameters.")
+    try:
+        return THEORIES[theory](**params)
+    except TypeError as e:
+        raise ValueError(f"metadata 'params' do not fit theory {theory!r}: {e}") from None
+
+
+def _atomic_write(path: str, write) -> None:
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_ensemble(path: str, samples, metadata: dict) -> None:
+    """Write `samples` `(chains, n, *config)` with `metadata` (needs the fields `REQUIRED`)."""
+    from . import __version__
+
+    samples = np.asarray(samples)
+    meta = dict(metadata)
+    meta.setdefault("sqdiff_version", __version__)
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise ValueError(f"ensemble metadata lacks {missing}.")
+    action = action_from_metadata(meta)
+    if samples.ndim < 2 or tuple(samples.shape[2:]) != action.config_shape:
+        raise ValueError(
+            f"samples must have shape (chains, n, *{action.config_shape}), got {samples.shape}."
+        )
+    if not np.all(np.isfinite(samples)):
+        raise ValueError("samples contain non-finite values; refusing to write the ensemble.")
+    meta["n_chains"], meta["n_samples"] = int(samples.shape[0]), int(samples.shape[1])
+    meta["config_shape"] = list(action.config_shape)
+    text = json.dumps(meta, sort_keys=True)
+    _atomic_write(path, lambda fh: np.savez(fh, samples=samples, metadata=np.array(text)))
+
+
+def load_ensemble(path: str) -> Ensemble:
+    """Read an ensemble written by `save_ensemble` (no pickle), checking its metadata."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no ensemble file at {path!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "samples" not in z.files or "metadata" not in z.files:
+                raise ValueError(f"{path!r} is not a sqdiff ensemble (needs samples + metadata).")
+            samples = z["samples"]
+            text = str(z["metadata"])
+    except (OSError, EOFError) as e:  # not a zip / truncated
+        raise ValueError(f"{path!r} is not a readable .npz ensemble: {e}") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"{path!r}: metadata is not valid JSON.") from None
+    missing = [k for k in REQUIRED + ("n_chains", "n_samples", "config_shape") if k not in meta]
+    if missing:
+        raise ValueError(f"{path!r}: metadata lacks {missing}.")
+    action = action_from_metadata(meta)
+    expected = (meta["n_chains"], meta["n_samples"], *action.config_shape)
+    if tuple(samples.shape) != tuple(expected) or list(meta["config_shape"]) != list(
+        action.config_shape
+    ):
+        raise ValueError(
+            f"{path!r}: samples have shape {samples.shape} but metadata says {expected}."
+        )
+    return Ensemble(samples, meta, action)

@@ -1,0 +1,38 @@
+"""Measure an ensemble: primaries per configuration, physics observables with Γ-method errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .stats import GammaResult, gamma_method
+from .theories.base import AbstractAction
+
+__all__ = ["measure_primaries", "analyze"]
+
+
+def measure_primaries(action: AbstractAction, samples, batch: int = 256) -> dict[str, np.ndarray]:
+    """`action.measure` on every configuration of `samples` (shape `(chains, n, *config)`),
+    in batches; returns arrays of shape `(chains, n)`."""
+    samples = jnp.asarray(samples)
+    if samples.ndim < 2 or tuple(samples.shape[2:]) != action.config_shape:
+        raise ValueError(
+            f"samples must have shape (chains, n, *{action.config_shape}), got {samples.shape}."
+        )
+    c, n = samples.shape[:2]
+    flat = samples.reshape((c * n,) + action.config_shape)
+    fn = jax.jit(jax.vmap(action.measure))
+    parts = [fn(flat[i : i + batch]) for i in range(0, c * n, batch)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]).reshape(c, n) for k in parts[0]}
+
+
+def analyze(action: AbstractAction, samples, S: float = 1.5) -> dict[str, GammaResult]:
+    """Every observable of `action.observables()` with value, error and τ_int (Γ-method over
+    the chains as replicas)."""
+    prim = measure_primaries(action, samples)
+    out = {}
+    for name, (keys, f) in action.observables().items():
+        data = np.stack([prim[k] for k in keys], axis=-1)  # (chains, n, A)
+        out[name] = gamma_method(data, f, S=S)
+    return out
