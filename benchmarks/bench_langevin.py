@@ -74,17 +74,26 @@ def main():
     keys = jr.split(jr.key(0), a.chains)
     phi0 = jnp.zeros((a.chains, a.L, a.L))
     t_sq, t_scan = best_times(
-        [make_sqdiff_run(a.steps, a.dt), make_scan_run(a.steps, a.dt)], keys, phi0,
+        [make_sqdiff_run(a.steps, a.dt), make_scan_run(a.steps, a.dt)],
+        keys,
+        phi0,
         repeats=a.repeats,
     )
     site_updates = a.chains * a.L**2 * a.steps
-    print(json.dumps({
-        "device": str(jax.devices()[0]),
-        "L": a.L, "chains": a.chains, "steps": a.steps,
-        "sqdiff_s": round(t_sq, 4), "scan_s": round(t_scan, 4),
-        "ratio_sqdiff_over_scan": round(t_sq / t_scan, 3),
-        "sqdiff_site_updates_per_s": f"{site_updates / t_sq:.3e}",
-    }))
+    print(
+        json.dumps(
+            {
+                "device": str(jax.devices()[0]),
+                "L": a.L,
+                "chains": a.chains,
+                "steps": a.steps,
+                "sqdiff_s": round(t_sq, 4),
+                "scan_s": round(t_scan, 4),
+                "ratio_sqdiff_over_scan": round(t_sq / t_scan, 3),
+                "sqdiff_site_updates_per_s": f"{site_updates / t_sq:.3e}",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ def cumulant_study(n, steps):
     print(f"\nReverse SDE with the exact score, {n} samples, {steps} Euler–Maruyama steps")
     print(f"{'':<28}" + "  ".join(f"{k:>18}" for k in ("κ2", "κ4", "κ6", "κ8")))
     print(f"{'exact':<28}" + "  ".join(f"{v:18.4f}" for v in exact))
-    for name, schedule in [("VE (σ = 25)", sq.VarianceExploding(25.0)),
-                           ("VP (β 0.1 → 20)", sq.VariancePreserving(0.1, 20.0))]:
+    for name, schedule in [
+        ("VE (σ = 25)", sq.VarianceExploding(25.0)),
+        ("VP (β 0.1 → 20)", sq.VariancePreserving(0.1, 20.0)),
+    ]:
         reverse = sq.Reverse(schedule, lambda t, x, s=schedule: mix.score(t, x, s))
         x_T = schedule.prior_sample(jr.key(0), (n,))
         x_0 = sq.solve(reverse, x_T, schedule.T, 0.0, key=jr.key(1), n_steps=steps).ys[-1]
@@ -58,27 +60,35 @@ def langevin_checks(chains):
     z = integrate.quad(w, -np.inf, np.inf)[0]
     exact = integrate.quad(lambda x: x**2 * w(x), -np.inf, np.inf)[0] / z
     dyn = sq.Langevin(lambda p: jnp.sum(mu2 / 2 * p**2 + g / 24 * p**4))
-    phi = sq.solve(dyn, 4 * jr.normal(jr.key(2), (chains,)), 0.0, 10.0, key=jr.key(3),
-                   n_steps=5000).ys[-1]
+    phi = sq.solve(
+        dyn, 4 * jr.normal(jr.key(2), (chains,)), 0.0, 10.0, key=jr.key(3), n_steps=5000
+    ).ys[-1]
     m, e = mean_with_error(phi**2)
     print(f"  double well ⟨φ²⟩        {m:9.4f} ± {e:.4f}   quadrature {exact:.4f}")
 
     beta = 2.0
     u1 = sq.Langevin(lambda th: -beta * jnp.sum(jnp.cos(th)), group=sq.U1())
-    th = sq.solve(u1, sq.U1().sample_haar(jr.key(4), (chains,)), 0.0, 8.0, key=jr.key(5),
-                  n_steps=4000).ys[-1]
+    th = sq.solve(
+        u1, sq.U1().sample_haar(jr.key(4), (chains,)), 0.0, 8.0, key=jr.key(5), n_steps=4000
+    ).ys[-1]
     m, e = mean_with_error(jnp.cos(th))
-    print(f"  U(1) ⟨cos θ⟩, β = 2     {m:9.4f} ± {e:.4f}   I1/I0      "
-          f"{special.iv(1, beta) / special.iv(0, beta):.4f}")
+    print(
+        f"  U(1) ⟨cos θ⟩, β = 2     {m:9.4f} ± {e:.4f}   I1/I0      "
+        f"{special.iv(1, beta) / special.iv(0, beta):.4f}"
+    )
 
     beta, G = 3.0, sq.SU(2)
-    su2 = sq.Langevin(lambda U: -beta / 2 * jnp.sum(jnp.real(jnp.trace(U, axis1=-2, axis2=-1))),
-                      group=G)
-    U = sq.solve(su2, G.sample_haar(jr.key(6), (chains,)), 0.0, 8.0, key=jr.key(7),
-                 n_steps=4000).ys[-1]
+    su2 = sq.Langevin(
+        lambda U: -beta / 2 * jnp.sum(jnp.real(jnp.trace(U, axis1=-2, axis2=-1))), group=G
+    )
+    U = sq.solve(
+        su2, G.sample_haar(jr.key(6), (chains,)), 0.0, 8.0, key=jr.key(7), n_steps=4000
+    ).ys[-1]
     m, e = mean_with_error(0.5 * jnp.real(jnp.trace(U, axis1=-2, axis2=-1)))
-    print(f"  SU(2) ⟨½ Re tr U⟩, β = 3 {m:8.4f} ± {e:.4f}   I2/I1      "
-          f"{special.iv(2, beta) / special.iv(1, beta):.4f}")
+    print(
+        f"  SU(2) ⟨½ Re tr U⟩, β = 3 {m:8.4f} ± {e:.4f}   I2/I1      "
+        f"{special.iv(2, beta) / special.iv(1, beta):.4f}"
+    )
 
 
 def main():

@@ -103,7 +103,7 @@ def build_sampler(args, action):
     if name.startswith("fahmc"):
         if not isinstance(action, Phi4):
             raise CLIError("Fourier-accelerated HMC is for phi4 only")
-        kernel = FourierKernel.fourier_acceleration(action.lattice_shape, args.mass2)
+        kernel = FourierKernel.free_field(action.lattice_shape, args.mass2)
         hmc = HMC(action, eps, n_md, "leapfrog", kernel=kernel)
     else:
         hmc = HMC(action, eps, n_md, "omelyan" if name == "omelyan" else "leapfrog")

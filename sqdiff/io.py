@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -85,13 +86,16 @@ def load_ensemble(path: str) -> Ensemble:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no ensemble file at {path!r}.")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "samples" not in z.files or "metadata" not in z.files:
-                raise ValueError(f"{path!r} is not a sqdiff ensemble (needs samples + metadata).")
-            samples = z["samples"]
-            text = str(z["metadata"])
-    except (OSError, EOFError) as e:  # not a zip / truncated
-        raise ValueError(f"{path!r} is not a readable .npz ensemble: {e}") from None
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # not an .npz / truncated
+        raise ValueError(f"{path!r} is not a readable .npz ensemble ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is not a readable .npz ensemble (a bare .npy array).")
+    with z:
+        if "samples" not in z.files or "metadata" not in z.files:
+            raise ValueError(f"{path!r} is not a sqdiff ensemble (needs samples + metadata).")
+        samples = z["samples"]
+        text = str(z["metadata"])
     try:
         meta = json.loads(text)
     except json.JSONDecodeError:

@@ -42,9 +42,13 @@ class FourierKernel(eqx.Module):
     @classmethod
     def free_field(cls, lattice_shape: tuple[int, ...], mass2: float) -> FourierKernel:
         r"""Fourier acceleration for a field of mass² `m²`:
-        `k(p) = (p̂²_max + m²)/(p̂² + m²)`, `p̂² = Σ_μ 4 sin²(p_μ/2)`, `p̂²_max = 4d`.
+        `k(p) = (p̂²_max + m²)/(p̂² + m²)`, `p̂² = Σ_μ 4 sin²(p_μ/2)`, `p̂²_max = 4d`
+        (Batrouni et al. 1985; Duane & Kogut, PRL 55 (1985) 2774).
 
-        Slow (infrared) modes get step `≈ (4d+m²)/m²` times larger; the UV step is unchanged.
+        Serves as the Langevin kernel `K` and as the inverse HMC mass `M⁻¹` of FA-HMC
+        (momenta `P ~ N(0, M)`, velocity `K P`). Slow (infrared) modes get steps
+        `≈ (4d+m²)/m²` times larger; the UV step is unchanged. `m²` ≈ the inverse squared
+        correlation length in lattice units.
         """
         if mass2 <= 0:
             raise ValueError(f"`mass2` must be > 0 for Fourier acceleration, got {mass2}.")
@@ -68,13 +72,3 @@ class FourierKernel(eqx.Module):
     def inverse_sqrt(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
         """`K^{−1/2} x`."""
         return self._apply(1 / jnp.sqrt(self.k), x)
-
-    @classmethod
-    def fourier_acceleration(cls, lattice_shape: tuple[int, ...], mass2: float) -> FourierKernel:
-        r"""Inverse HMC mass `K = M⁻¹` with `M(p) = p̂² + m²_eff` (Fourier-accelerated HMC;
-        Duane & Pendleton / Batrouni et al.): momenta `P ~ N(0, M)`, velocity `dφ/dt = M⁻¹ P`."""
-        if mass2 <= 0:
-            raise ValueError(f"`mass2` must be > 0, got {mass2}.")
-        grids = np.meshgrid(*[2 * np.pi * np.fft.fftfreq(L) for L in lattice_shape], indexing="ij")
-        p2 = sum(4 * np.sin(p / 2) ** 2 for p in grids)
-        return cls(1.0 / (p2 + mass2))

@@ -97,7 +97,8 @@ def gamma_method(
     fluctuations `Σ_α ∂f/∂a_α (a_α − ā_α)` are autocorrelated (Γ by FFT), the window `W` is
     the first with `g(W) = e^{−W/τ} − τ/√(W N) < 0` where `τ = S / ln((2τ_W+1)/(2τ_W−1))`
     (Eq. 52), Γ is bias-corrected by `C_F/N`, `σ² = C_F/N`, `τ_int = C_F/(2Γ(0))`,
-    `δτ_int ≈ 2τ_int √((W + ½ − τ_int)/N)` (Eq. 42) and `ESS = N/(2τ_int)`.
+    `δτ_int ≈ 2τ_int √((W + ½ − τ_int)/N)` (Eq. 42) and `ESS = N/(2τ_int)`. Anticorrelated
+    series (τ_int < ½) fall back to Geyer's initial positive sequence for the window.
     """
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 1:
@@ -146,9 +147,17 @@ def gamma_method(
             W = w
             break
     cf = gamma[0] + 2 * gamma[1 : W + 1].sum()
-    gamma = gamma + cf / N  # bias correction
+    if cf < gamma[0]:
+        # Anticorrelated series (τ_int < ½, common for HMC): Wolff's window stops at W = 1 and
+        # can return C_F ≤ 0. Use Geyer's initial positive sequence instead (Statist. Sci. 7
+        # (1992) 473): C_F = −Γ(0) + 2 Σ_k [Γ(2k) + Γ(2k+1)] over the leading positive pairs.
+        pairs = gamma[: 2 * (n // 2)].reshape(-1, 2).sum(1)
+        stop = int(np.argmax(pairs <= 0)) if np.any(pairs <= 0) else pairs.size
+        W = max(2 * stop - 1, 1)
+        cf = -gamma[0] + 2 * pairs[:stop].sum()
+    gamma = gamma + cf / N  # bias correction (Wolff Eq. 49)
     cf = gamma[0] + 2 * gamma[1 : W + 1].sum()
-    cf = max(cf, 0.0)
+    cf = max(cf, np.finfo(float).tiny)
     tau_int = cf / (2 * gamma[0])
     error = np.sqrt(cf / N)
     tau_err = 2 * tau_int * np.sqrt(max(W + 0.5 - tau_int, 0.0) / N)

@@ -1,0 +1,120 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sqdiff.cli import main
+
+
+def test_generate_and_measure_json(tmp_path, capsys):
+    out = tmp_path / "toy.npz"
+    rc = main(
+        [
+            "generate",
+            "toy",
+            "--action",
+            "quartic",
+            "--mu2",
+            "1",
+            "--g",
+            "0.4",
+            "--n",
+            "400",
+            "--chains",
+            "4",
+            "--therm",
+            "50",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert rc == 0 and out.exists()
+    capsys.readouterr()
+    assert main(["measure", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    phi2 = res["<phi^2>"]
+    assert set(phi2) == {"value", "error", "tau_int"}
+    assert abs(phi2["value"] - 0.862097) < 5 * phi2["error"]  # REFERENCE.md, loose: tiny run
+    assert 0 < res["acceptance"]["value"] <= 1
+
+
+def test_measure_table_for_u1(tmp_path, capsys):
+    out = tmp_path / "u1.npz"
+    assert (
+        main(
+            [
+                "generate",
+                "u1",
+                "--L",
+                "4",
+                "--beta",
+                "1.0",
+                "--n",
+                "50",
+                "--therm",
+                "10",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["measure", str(out)]) == 0
+    text = capsys.readouterr().out
+    for name in ("plaquette", "chi_t", "tau_int"):
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "phi4", "--L", "8", "--kappa", "0.2", "--lam", "-1", "--n", "2"], "lam"),
+        (["generate", "phi4", "--L", "1", "--kappa", "0.2", "--lam", "0.1", "--n", "2"], "`L`"),
+        (["generate", "phi4", "--L", "8", "--lam", "0.1", "--n", "2"], "--kappa"),
+        (["generate", "u1", "--L", "8", "--beta", "0", "--n", "2"], "beta"),
+        (["generate", "quantum-gravity", "--n", "2"], "unknown theory"),
+        (
+            ["generate", "u1", "--L", "8", "--beta", "1", "--n", "2", "--sampler", "hmc+wolff"],
+            "Wolff",
+        ),
+        (["generate", "toy", "--n", "0"], "--n"),
+        (["measure", "/nonexistent/file.npz"], "no ensemble"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
+    if argv[0] == "generate":
+        argv = argv + ["--out", str(tmp_path / "x.npz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sqdiff: error:") and "\n" not in err and message in err, err
+
+
+def test_console_entry_point_runs():
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sqdiff",
+            "generate",
+            "phi4",
+            "--L",
+            "4",
+            "--kappa",
+            "0.1",
+            "--lam",
+            "-2",
+            "--n",
+            "1",
+            "--out",
+            "x.npz",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "lam" in r.stderr

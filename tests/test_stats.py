@@ -1,0 +1,81 @@
+import math
+
+import numpy as np
+import pytest
+
+import sqdiff as sq
+
+
+def ar1(a, n, rng, replicas=1):
+    e = rng.normal(size=(replicas, n))
+    x = np.empty((replicas, n))
+    x[:, 0] = e[:, 0] / math.sqrt(1 - a * a)
+    for i in range(1, n):
+        x[:, i] = a * x[:, i - 1] + e[:, i]
+    return x
+
+
+@pytest.mark.parametrize("a", [-0.5, 0.0, 0.7, 0.9])
+def test_gamma_method_recovers_ar1_tau_and_error(a):
+    rng = np.random.default_rng(1)
+    n = 100_000
+    x = ar1(a, n, rng)[0]
+    r = sq.stats.gamma_method(x)
+    tau_exact = 0.5 * (1 + a) / (1 - a)
+    assert abs(r.tau_int - tau_exact) < 4 * r.tau_int_error + 1e-3
+    var = 1 / (1 - a * a)
+    err_exact = math.sqrt(2 * tau_exact * var / n)
+    # relative error of the error estimate ≈ ½ δτ/τ
+    assert abs(r.error / err_exact - 1) < 4 * 0.5 * r.tau_int_error / r.tau_int + 0.01
+    assert abs(r.value) < 5 * err_exact
+    np.testing.assert_allclose(r.ess, n / (2 * r.tau_int))
+
+
+@pytest.mark.parametrize("a", [-0.6, 0.8])
+def test_gamma_method_error_is_calibrated_over_replicas(a):
+    # the spread of means over independent AR(1) runs matches the estimated error
+    rng = np.random.default_rng(2)
+    x = ar1(a, 4000, rng, replicas=200)
+    means = x.mean(1)
+    errs = np.array([sq.stats.gamma_method(xi).error for xi in x])
+    ratio = means.std(ddof=1) / np.sqrt(np.mean(errs**2))
+    assert abs(ratio - 1) < 4 / math.sqrt(2 * 200), ratio
+
+
+def test_gamma_method_derived_quantity_and_replicas():
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 1.0, size=(4, 5000))
+    y = rng.normal(4.0, 1.0, size=(4, 5000))
+    data = np.stack([x, y], -1)
+    r = sq.stats.gamma_method(data, lambda m: m[1] / m[0])
+    est, err = sq.stats.jackknife(
+        lambda d: d[:, 1].mean() / d[:, 0].mean(), data.reshape(-1, 2), 100
+    )
+    np.testing.assert_allclose(r.value, est, rtol=1e-10)
+    assert abs(r.error / err - 1) < 0.2
+    assert abs(r.value - 2.0) < 4 * r.error
+
+
+def test_cumulants_and_jackknife():
+    rng = np.random.default_rng(4)
+    g = rng.normal(size=400_000)
+    est, err = sq.stats.jackknife(lambda d: np.asarray(sq.stats.cumulants(d, 6)), g, 40)
+    assert np.all(np.abs(est[2:]) < 4 * err[2:])
+    assert abs(est[1] - 1) < 4 * err[1]
+    # jackknife of a mean is the standard error
+    m, e = sq.stats.jackknife(np.mean, g, 400)
+    np.testing.assert_allclose(e, g.std() / math.sqrt(g.size), rtol=0.1)
+    # ±1 coin: κ2 = 1, κ4 = −2, κ6 = 16
+    coin = np.asarray(sq.stats.cumulants_from_moments(np.array([0, 1, 0, 1, 0, 1.0])))
+    np.testing.assert_allclose(coin[[1, 3, 5]], [1, -2, 16])
+    b = sq.stats.binned(np.arange(10.0), 3)
+    np.testing.assert_allclose(b, [1, 4, 7])
+
+
+def test_stats_bad_input():
+    with pytest.raises(ValueError, match="non-finite"):
+        sq.stats.gamma_method(np.array([1.0, np.nan, 2.0, 3.0, 4.0]))
+    with pytest.raises(ValueError, match="function"):
+        sq.stats.gamma_method(np.ones((10, 2)))
+    with pytest.raises(ValueError, match="n_blocks"):
+        sq.stats.jackknife(np.mean, np.ones(5), 10)
