@@ -1,6 +1,6 @@
 """sqdiff: diffusion models and stochastic quantization on the lattice."""
 
-from . import io, mcmc, observables, stats, theories
+from . import io, mcmc, nn, objectives, observables, stats, theories, train
 from .dynamics import (
     SDE,
     AbstractDynamics,
@@ -11,6 +11,7 @@ from .dynamics import (
     divergence_exact,
     divergence_hutchinson,
 )
+from .effective_action import effective_action
 from .groups import SU, SUN, U1, AbstractGroup, Euclidean
 from .io import Ensemble, load_ensemble, save_ensemble
 from .kernels import FourierKernel
@@ -34,10 +35,17 @@ from .theories import (
     SUNWilson,
     U1Wilson2D,
 )
+from .train import TrainConfig, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TrainConfig",
+    "load_model",
+    "effective_action",
+    "nn",
+    "objectives",
+    "train",
     "AbstractAction",
     "Composed",
     "Cosine0D",

@@ -53,6 +53,30 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .npz file")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    t = sub.add_parser("train", help="train a score network on an ensemble (score matching)")
+    t.add_argument("ensemble", help="ensemble .npz from `sqdiff generate`")
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--warmup", type=int, default=100)
+    t.add_argument("--ema", type=float, default=0.999)
+    t.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
+    t.add_argument("--sigma", type=float, default=25.0, help="VE σ (> 1)")
+    t.add_argument("--beta-min", type=float, default=0.1, help="VP/sub-VP β_min")
+    t.add_argument("--beta-max", type=float, default=20.0, help="VP/sub-VP β_max")
+    t.add_argument("--T", type=float, default=1.0, help="diffusion time horizon")
+    t.add_argument("--model", choices=("auto", "mlp", "unet", "u1"), default="auto")
+    t.add_argument("--width", type=int, default=64, help="MLP width")
+    t.add_argument("--depth", type=int, default=3, help="MLP / link-net depth")
+    t.add_argument("--channels", type=int, default=32, help="U-Net / link-net channels")
+    t.add_argument("--levels", type=int, default=3, help="U-Net levels")
+    t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
+    t.add_argument("--importance", action="store_true", help="importance-sample t")
+    t.add_argument("--steps-per-call", type=int, default=100)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the model in --out")
+    t.add_argument("--quiet", action="store_true")
     m = sub.add_parser("measure", help="observables of an ensemble with errors and τ_int")
     m.add_argument("file")
     m.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -175,12 +199,100 @@ def cmd_measure(args) -> int:
     return 0
 
 
+def model_spec(args, action) -> dict:
+    """The model spec (`sqdiff.train.build_model`) for an ensemble's theory and the options."""
+    from .theories import Phi4, U1Wilson2D
+
+    kind = args.model
+    if kind == "auto":
+        if isinstance(action, Phi4) and action.d in (2, 3):
+            kind = "unet"
+        elif isinstance(action, U1Wilson2D):
+            kind = "u1"
+        elif action.lattice_shape == ():
+            kind = "mlp"
+        else:
+            raise CLIError(
+                f"no score network for theory {action.name!r} "
+                f"{action.params} yet; choose --model explicitly"
+            )
+    if args.schedule == "ve":
+        schedule = {"name": "ve", "sigma": args.sigma, "T": args.T}
+    else:
+        schedule = {
+            "name": args.schedule,
+            "beta_min": args.beta_min,
+            "beta_max": args.beta_max,
+            "T": args.T,
+        }
+    kwargs = {
+        "mlp": {"width": args.width, "depth": args.depth, "antisymmetric": args.antisymmetric},
+        "unet": {
+            "d": getattr(action, "d", 2),
+            "channels": args.channels,
+            "levels": args.levels,
+            "antisymmetric": args.antisymmetric,
+        },
+        "u1": {"channels": args.channels, "depth": args.depth},
+    }[kind]
+    group = "u1" if isinstance(action, U1Wilson2D) else "euclidean"
+    if (kind == "u1") != (group == "u1"):
+        raise CLIError(f"--model {kind} does not fit theory {action.name!r}")
+    if group == "u1" and args.schedule != "ve":
+        raise CLIError("U(1) links are noised on the group: use --schedule ve")
+    return {
+        "model": kind,
+        "kwargs": kwargs,
+        "schedule": schedule,
+        "config_shape": list(action.config_shape),
+        "group": group,
+        "theory": {"name": action.name, "params": action.params},
+    }
+
+
+def cmd_train(args) -> int:
+    import jax
+    import numpy as np
+
+    from .io import load_ensemble
+    from .train import TrainConfig, build_model, train
+
+    ens = load_ensemble(args.ensemble)
+    spec = model_spec(args, ens.action)
+    model = build_model(spec)
+    one = jax.ShapeDtypeStruct(tuple(spec["config_shape"]), np.float32)
+    try:
+        jax.eval_shape(model, 0.5, one)
+    except ValueError as e:
+        raise CLIError(f"the {spec['model']} network cannot take this ensemble: {e}") from None
+    config = TrainConfig(
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        warmup=args.warmup,
+        ema=args.ema,
+        steps_per_call=args.steps_per_call,
+        seed=args.seed,
+        importance=args.importance,
+    )
+    data = ens.samples.reshape((-1,) + tuple(spec["config_shape"]))
+    res = train(args.out, data, spec, config, resume=args.resume, progress=not args.quiet)
+    tail = np.mean(res.losses[-100:]) if res.losses else float("nan")
+    print(
+        f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} {spec['model']} "
+        f"for {res.step} steps on {data.shape[0]} configurations; final loss {tail:.4f}; "
+        f"model in {args.out}"
+    )
+    return 0 if res.status == "done" else 1
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
-            raise CLIError("choose a command: generate or measure (see sqdiff --help)")
-        return {"generate": cmd_generate, "measure": cmd_measure}[args.command](args)
+            raise CLIError("choose a command: generate, train or measure (see sqdiff --help)")
+        commands = {"generate": cmd_generate, "measure": cmd_measure, "train": cmd_train}
+        return commands[args.command](args)
     except CLIError as e:
         print(f"sqdiff: error: {e}", file=sys.stderr)
         return 2

@@ -118,3 +118,112 @@ def test_console_entry_point_runs():
         timeout=120,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "lam" in r.stderr
+
+
+def test_train_command_and_load_model(tmp_path, capsys):
+    import jax.numpy as jnp
+
+    import sqdiff as sq
+
+    ens, model_dir = tmp_path / "p.npz", tmp_path / "model"
+    assert (
+        main(
+            [
+                "generate",
+                "phi4",
+                "--L",
+                "8",
+                "--kappa",
+                "0.21",
+                "--lam",
+                "0.022",
+                "--n",
+                "16",
+                "--therm",
+                "10",
+                "--out",
+                str(ens),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(ens),
+                "--out",
+                str(model_dir),
+                "--steps",
+                "20",
+                "--batch",
+                "4",
+                "--channels",
+                "8",
+                "--levels",
+                "2",
+                "--steps-per-call",
+                "10",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "trained unet for 20 steps" in capsys.readouterr().out
+    model = sq.load_model(str(model_dir))
+    assert model(0.5, jnp.zeros((16, 16))).shape == (16, 16)  # same weights, larger lattice
+    # the directory now holds a model: refuse to overwrite, resume works
+    assert main(["train", str(ens), "--out", str(model_dir), "--steps", "20", "--quiet"]) == 2
+    assert "already holds a model" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                str(ens),
+                "--out",
+                str(model_dir),
+                "--steps",
+                "30",
+                "--batch",
+                "4",
+                "--channels",
+                "8",
+                "--levels",
+                "2",
+                "--steps-per-call",
+                "10",
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    # another model on the same directory is refused, and so are bad ensembles
+    assert (
+        main(
+            [
+                "train",
+                str(ens),
+                "--out",
+                str(model_dir),
+                "--steps",
+                "40",
+                "--batch",
+                "4",
+                "--channels",
+                "16",
+                "--levels",
+                "2",
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "different model" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    assert main(["train", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "m2")]) == 2
+    assert main(["train", str(ens), "--out", str(tmp_path / "m3"), "--model", "u1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("sqdiff: error:") for line in err)

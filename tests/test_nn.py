@@ -1,0 +1,81 @@
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import sqdiff as sq
+from sqdiff.nn import ScoreMLP, U1LinkNet, UNet
+
+VE = sq.VarianceExploding(25.0)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return UNet(VE, d=2, channels=16, levels=3, antisymmetric=True, key=jr.key(0))
+
+
+def test_unet_runs_same_weights_on_many_sizes(unet):
+    for L in (4, 8, 16, 32, 64):
+        phi = jr.normal(jr.key(L), (L, L))
+        out = unet(0.3, phi)
+        assert out.shape == (L, L) and bool(jnp.all(jnp.isfinite(out)))
+    assert unet.usable_levels(8) == 3 and unet.usable_levels(4) == 2
+    with pytest.raises(ValueError, match="even"):
+        unet(0.3, jnp.zeros((7, 7)))
+    with pytest.raises(ValueError, match="shape"):
+        unet(0.3, jnp.zeros((8, 4)))
+
+
+def test_unet_translation_covariance(unet):
+    phi = jr.normal(jr.key(1), (16, 16))
+    out = unet(0.3, phi)
+    # exact for shifts by multiples of 2^levels = 8 (the stride-2 sublattice)
+    for shift in [(8, 0), (0, 8), (8, 8)]:
+        np.testing.assert_allclose(
+            unet(0.3, jnp.roll(phi, shift, (0, 1))), jnp.roll(out, shift, (0, 1)), atol=1e-5
+        )
+    # exact for every shift with the sublattice average
+    sym = unet(0.3, phi, symmetrize=True)
+    np.testing.assert_allclose(
+        unet(0.3, jnp.roll(phi, (1, 3), (0, 1)), symmetrize=True),
+        jnp.roll(sym, (1, 3), (0, 1)),
+        atol=1e-5,
+    )
+
+
+def test_unet_antisymmetry_and_3d(unet):
+    phi = jr.normal(jr.key(2), (8, 8))
+    np.testing.assert_allclose(unet(0.5, -phi), -unet(0.5, phi), atol=1e-6)
+    net3 = UNet(VE, d=3, channels=8, levels=2, key=jr.key(3))
+    phi3 = jr.normal(jr.key(4), (8, 8, 8))
+    out = net3(0.2, phi3)
+    assert out.shape == (8, 8, 8)
+    np.testing.assert_allclose(net3(0.2, jnp.roll(phi3, 4, 1)), jnp.roll(out, 4, 1), atol=1e-5)
+
+
+def test_u1_link_net_is_gauge_invariant():
+    net = U1LinkNet(VE, channels=8, depth=2, key=jr.key(5))
+    theta = jr.uniform(jr.key(6), (2, 8, 8), minval=-np.pi, maxval=np.pi)
+    alpha = jr.uniform(jr.key(7), (8, 8), minval=-np.pi, maxval=np.pi)
+    gauged = jnp.stack(
+        [theta[0] + alpha - jnp.roll(alpha, -1, 0), theta[1] + alpha - jnp.roll(alpha, -1, 1)]
+    )
+    out = net(0.4, theta)
+    assert out.shape == (2, 8, 8)
+    np.testing.assert_allclose(net(0.4, gauged), out, atol=2e-5)
+    with pytest.raises(ValueError, match=r"\(2, L, L\)"):
+        net(0.4, jnp.zeros((8, 8)))
+
+
+def test_mlp_is_per_site_and_scaled_by_marginal_width():
+    net = ScoreMLP(VE, width=16, depth=2, key=jr.key(8))
+    x = jnp.array([0.3, -1.0, 2.0])
+    out = net(0.5, x)
+    np.testing.assert_allclose(out[1], net(0.5, x[1]), rtol=1e-6)
+    raw = jax.vmap(lambda v: net._raw(0.5, v))(x)
+    np.testing.assert_allclose(out, raw / VE.marginal_std(0.5), rtol=1e-5)
+    skip = ScoreMLP(VE, width=16, depth=2, data_std=2.0, key=jr.key(8))
+    np.testing.assert_allclose(
+        skip(0.5, x) - out, -x / (4.0 + VE.marginal_std(0.5) ** 2), rtol=1e-5, atol=1e-6
+    )

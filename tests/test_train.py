@@ -1,0 +1,237 @@
+import json
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import sqdiff as sq
+from sqdiff.train import TrainConfig, build_schedule, load_checkpoint, load_model, train
+
+
+def mlp_spec(schedule, **kw):
+    return {
+        "model": "mlp",
+        "kwargs": {"width": 32, "depth": 2, **kw},
+        "schedule": schedule,
+        "config_shape": [],
+        "group": "euclidean",
+    }
+
+
+def leaves_equal(a, b):
+    la = jax.tree.leaves(eqx.filter(a, eqx.is_array))
+    lb = jax.tree.leaves(eqx.filter(b, eqx.is_array))
+    return len(la) == len(lb) and all(
+        bool(jnp.array_equal(x, y)) for x, y in zip(la, lb, strict=True)
+    )
+
+
+def test_checkpoint_round_trip_and_atomic_layout(tmp_path):
+    data = jr.normal(jr.key(0), (256,))
+    spec = mlp_spec({"name": "ve", "sigma": 10.0})
+    cfg = TrainConfig(steps=30, batch=16, steps_per_call=10, checkpoint_every=10)
+    res = train(str(tmp_path / "m"), data, spec, cfg, progress=False)
+    files = sorted(os.listdir(tmp_path / "m"))
+    assert files == ["config.json", "weights-30.eqx"]  # old weights removed, no temp files
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["step"] == 30 and meta["spec"] == spec and meta["train"]["batch"] == 16
+    assert len(meta["losses"]) == 30
+    loaded = load_model(str(tmp_path / "m"))
+    assert leaves_equal(loaded, res.model)
+    np.testing.assert_array_equal(loaded(0.5, data[:4]), res.model(0.5, data[:4]))
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    data = jr.normal(jr.key(1), (512,))
+    spec = mlp_spec({"name": "vp"})
+    full = train(
+        str(tmp_path / "a"),
+        data,
+        spec,
+        TrainConfig(steps=40, batch=32, steps_per_call=10),
+        progress=False,
+    )
+    train(
+        str(tmp_path / "b"),
+        data,
+        spec,
+        TrainConfig(steps=20, batch=32, steps_per_call=10),
+        progress=False,
+    )
+    resumed = train(
+        str(tmp_path / "b"),
+        data,
+        spec,
+        TrainConfig(steps=40, batch=32, steps_per_call=10),
+        resume=True,
+        progress=False,
+    )
+    assert resumed.step == 40
+    assert leaves_equal(resumed.raw_model, full.raw_model)
+    assert leaves_equal(resumed.model, full.model)
+    assert resumed.losses == full.losses
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+    data = jr.normal(jr.key(2), (256,))
+    spec = mlp_spec({"name": "ve", "sigma": 10.0})
+    d = str(tmp_path / "m")
+    train(d, data, spec, TrainConfig(steps=20, batch=16, steps_per_call=10), progress=False)
+    before = load_model(d)
+    bad = data.at[3].set(1e30)  # overflows the loss once drawn
+    with pytest.raises(ValueError, match="non-finite"):
+        train(
+            d,
+            data.at[3].set(jnp.inf),
+            spec,
+            TrainConfig(steps=40, batch=16, steps_per_call=10),
+            resume=True,
+            progress=False,
+        )
+    res = train(
+        d,
+        bad,
+        spec,
+        TrainConfig(steps=200, batch=16, steps_per_call=10),
+        resume=True,
+        progress=False,
+    )
+    assert res.status == "nan" and res.step < 200
+    spec_, cfg, step, losses, _, _ = load_checkpoint(d)
+    assert step == res.step and np.all(np.isfinite(losses))
+    after = load_model(d)
+    assert all(
+        bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(eqx.filter(after, eqx.is_array))
+    )
+    assert step == 20 or not leaves_equal(before, after)
+
+
+def test_model_dir_errors(tmp_path):
+    data = jr.normal(jr.key(3), (64,))
+    spec = mlp_spec({"name": "ve", "sigma": 10.0})
+    d = str(tmp_path / "m")
+    train(d, data, spec, TrainConfig(steps=10, batch=8, steps_per_call=10), progress=False)
+    with pytest.raises(ValueError, match="already holds a model"):
+        train(d, data, spec, TrainConfig(steps=10, batch=8), progress=False)
+    other = mlp_spec({"name": "vp"})
+    with pytest.raises(ValueError, match="different model"):
+        train(
+            d,
+            data,
+            other,
+            TrainConfig(steps=20, batch=8, steps_per_call=10),
+            resume=True,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="shape"):
+        train(
+            str(tmp_path / "n"), jnp.zeros((10, 4, 4)), spec, TrainConfig(steps=5), progress=False
+        )
+    with pytest.raises(ValueError, match="not a sqdiff model"):
+        load_model(str(tmp_path))
+    (weights,) = (tmp_path / "m").glob("weights-*.eqx")
+    weights.write_bytes(b"corrupt")
+    with pytest.raises(ValueError, match="checksum"):
+        load_model(d)
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_model(d)
+
+
+@pytest.mark.parametrize(
+    "schedule", [{"name": "ve", "sigma": 10.0}, {"name": "vp"}], ids=["VE", "VP"]
+)
+def test_learned_score_of_gaussian_data_is_exact(tmp_path, schedule):
+    s_data = 2.0
+    data = s_data * jr.normal(jr.key(4), (8192,))
+    spec = mlp_spec(schedule, data_std=float(jnp.std(data)))
+    spec["kwargs"].update(width=64, depth=3)
+    cfg = TrainConfig(steps=3000, batch=512, lr=3e-3, steps_per_call=500, importance=True)
+    model = train(str(tmp_path / "m"), data, spec, cfg, progress=False).model
+    sch = build_schedule(schedule)
+    for t in [0.1, 0.2, 0.4, 0.7, 1.0]:
+        std = jnp.sqrt(sch.mean_coeff(t) ** 2 * s_data**2 + sch.marginal_std(t) ** 2)
+        x = std * jr.normal(jr.key(5), (4000,))
+        exact = -x / std**2
+        rel = jnp.sqrt(jnp.mean((model(t, x) - exact) ** 2) / jnp.mean(exact**2))
+        assert rel < 0.05, (t, float(rel))
+
+
+def test_group_dsm_trains_u1_link_net(tmp_path):
+    action = sq.U1Wilson2D(4, 2.0)
+    init = jax.vmap(action.random_config)(jr.split(jr.key(6), 4))
+    samples, _ = sq.run_chains(sq.HMC(action, 0.1, 10), jr.key(7), init, 32, n_therm=20)
+    data = jnp.asarray(samples.reshape(-1, 2, 4, 4))
+    spec = {
+        "model": "u1",
+        "kwargs": {"channels": 8, "depth": 1},
+        "schedule": {"name": "ve", "sigma": 5.0},
+        "config_shape": [2, 4, 4],
+        "group": "u1",
+    }
+    res = train(
+        str(tmp_path / "u"),
+        data,
+        spec,
+        TrainConfig(steps=60, batch=16, steps_per_call=20),
+        progress=False,
+    )
+    assert res.status == "done" and np.mean(res.losses[-20:]) < np.mean(res.losses[:20])
+    out = load_model(str(tmp_path / "u"))(0.3, data[0])
+    assert out.shape == (2, 4, 4)
+
+
+@pytest.mark.parametrize("mu2", [1.0, -1.0], ids=["single-well", "double-well"])
+def test_zero_dim_diffusion_model_reproduces_moments_and_action(tmp_path, mu2):
+    from scipy import integrate
+
+    exact = {1.0: (0.862097, 2.068551), -1.0: (13.67303, 220.0955)}[mu2]  # REFERENCE.md
+    action = sq.Quartic0D(mu2, 0.4)
+    init = jax.vmap(action.random_config)(jr.split(jr.key(0), 16)) * (4 if mu2 < 0 else 1)
+    samples, _ = sq.run_chains(
+        sq.HMC(action, 0.25, 8), jr.key(1), init, 320, n_therm=200, thin=4
+    )  # 5120 configurations, as in the paper
+    data = jnp.asarray(samples.reshape(-1))
+    sigma = 10.0 if mu2 > 0 else 25.0
+    spec = mlp_spec({"name": "ve", "sigma": sigma})
+    spec["kwargs"].update(width=64, depth=3)
+    cfg = TrainConfig(steps=8000, batch=512, lr=3e-3, steps_per_call=500, importance=True)
+    model = train(str(tmp_path / "m"), data, spec, cfg, progress=False).model
+    sch = model.schedule
+    x = sq.solve(
+        sq.Reverse(sch, model),
+        sch.prior_sample(jr.key(2), (40_000,)),
+        sch.T,
+        0.0,
+        key=jr.key(3),
+        n_steps=1000,
+    ).ys[-1]
+    x = np.asarray(x, np.float64)
+    assert abs(np.mean(x**2) / exact[0] - 1) < 0.03
+    assert abs(np.mean(x**4) / exact[1] - 1) < 0.03
+
+    # S_DM(φ, t) = −∫ s_θ dφ against the exact S_t = −log(e^{−S} ⊛ N(0, Σ(t)²)) and S itself,
+    # up to a constant, within ±w of each minimum. Tolerance 0.2: the log-density of 5120
+    # samples smeared over Σ(t) is resolved to ≈ 0.06 per point (≈ 300 samples per window).
+    t = 0.05
+    sig = float(sch.marginal_std(t))
+
+    def S(p):
+        return mu2 / 2 * p**2 + 0.4 / 24 * p**4
+
+    def S_t(p):
+        w = integrate.quad(
+            lambda y: np.exp(-S(y) - (p - y) ** 2 / (2 * sig**2)), -30, 30, points=[p]
+        )[0]
+        return -np.log(w)
+
+    for pmin, w in [(0.0, 1.0)] if mu2 > 0 else [(-np.sqrt(15), 0.7), (np.sqrt(15), 0.7)]:
+        grid = np.linspace(pmin - w, pmin + w, 21)
+        s_dm = np.asarray(sq.effective_action(model, t, jnp.asarray(grid)))
+        s_t = np.array([S_t(p) for p in grid])
+        assert np.max(np.abs((s_dm - s_dm[10]) - (s_t - s_t[10]))) < 0.2
+        assert np.max(np.abs((s_dm - s_dm[10]) - (S(grid) - S(grid[10])))) < 0.25
