@@ -7,7 +7,8 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -42,10 +43,12 @@ def action_from_metadata(meta: dict) -> AbstractAction:
         raise ValueError(f"metadata 'params' do not fit theory {theory!r}: {e}") from None
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file through a temporary file in the same directory, fsync, then `os.replace`:
+    readers see the old file or the complete new one, never a partial write."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -78,7 +81,7 @@ def save_ensemble(path: str, samples, metadata: dict) -> None:
     meta["n_chains"], meta["n_samples"] = int(samples.shape[0]), int(samples.shape[1])
     meta["config_shape"] = list(action.config_shape)
     text = json.dumps(meta, sort_keys=True)
-    _atomic_write(path, lambda fh: np.savez(fh, samples=samples, metadata=np.array(text)))
+    atomic_write(path, lambda fh: np.savez(fh, samples=samples, metadata=np.array(text)))
 
 
 def load_ensemble(path: str) -> Ensemble:

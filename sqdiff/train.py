@@ -17,7 +17,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -28,6 +27,7 @@ import numpy as np
 import optax
 
 from .groups import U1, Euclidean
+from .io import atomic_write
 from .nn import ScoreMLP, U1LinkNet, UNet
 from .objectives import dsm_loss, group_dsm_loss
 from .sde import SubVariancePreserving, VarianceExploding, VariancePreserving
@@ -134,21 +134,6 @@ def _optimizer(config: TrainConfig):
 
 
 # --- checkpoints ------------------------------------------------------------------------------
-def _atomic_bytes(path, data: bytes):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _serialise(tree) -> bytes:
     import io
 
@@ -163,7 +148,7 @@ def save_checkpoint(model_dir, spec, config, step, state, losses):
     os.makedirs(model_dir, exist_ok=True)
     data = _serialise(state)
     name = f"weights-{step}.eqx"
-    _atomic_bytes(os.path.join(model_dir, name), data)
+    atomic_write(os.path.join(model_dir, name), lambda fh: fh.write(data))
     old = _read_config(model_dir, missing_ok=True)
     meta = {
         "sqdiff_version": __version__,
@@ -174,7 +159,8 @@ def save_checkpoint(model_dir, spec, config, step, state, losses):
         "weights": name,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    _atomic_bytes(os.path.join(model_dir, "config.json"), json.dumps(meta, indent=1).encode())
+    text = json.dumps(meta, indent=1).encode()
+    atomic_write(os.path.join(model_dir, "config.json"), lambda fh: fh.write(text))
     if old and old.get("weights") not in (None, name):
         try:
             os.remove(os.path.join(model_dir, old["weights"]))
