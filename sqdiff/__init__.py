@@ -15,7 +15,7 @@ from .effective_action import effective_action
 from .groups import SU, SUN, U1, AbstractGroup, Euclidean
 from .io import Ensemble, load_ensemble, save_ensemble
 from .kernels import FourierKernel
-from .mcmc import HMC, MALA, Composed, WolffPhi4, run_chains
+from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
 from .observables import analyze
 from .sde import (
     AbstractSchedule,
@@ -52,6 +52,7 @@ __all__ = [
     "DoubleWell0D",
     "Ensemble",
     "HMC",
+    "MAALA",
     "MALA",
     "Phi4",
     "Quartic0D",

@@ -2,6 +2,8 @@
 
 from .base import AbstractSampler, Composed, run_chains
 from .hmc import HMC, leapfrog, omelyan
+from .imh import Proposals, flow_proposals, importance_weights, independence_mh
+from .maala import MAALA
 from .mala import MALA
 from .wolff import WolffPhi4
 
@@ -9,7 +11,12 @@ __all__ = [
     "AbstractSampler",
     "Composed",
     "HMC",
+    "MAALA",
     "MALA",
+    "Proposals",
+    "flow_proposals",
+    "importance_weights",
+    "independence_mh",
     "WolffPhi4",
     "leapfrog",
     "omelyan",
