@@ -77,6 +77,36 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the model in --out")
     t.add_argument("--quiet", action="store_true")
+    sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
+    sa.add_argument("model_dir")
+    sa.add_argument("--n", type=int, required=True, help="configurations")
+    sa.add_argument("--out", required=True, help="output .npz ensemble")
+    sa.add_argument("--method", choices=("sde", "ode", "maala", "imh"), default="sde")
+    sa.add_argument("--L", type=int, help="lattice size (default: the training one)")
+    sa.add_argument("--beta", type=float, help="U(1) target coupling (score × β/β0)")
+    sa.add_argument("--steps", type=int, default=500, help="reverse SDE / ODE steps")
+    sa.add_argument("--t-mh", type=float, default=0.05, help="MAALA switch time, fraction of T")
+    sa.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
+    sa.add_argument("--chains", type=int, default=16, help="MAALA chains")
+    sa.add_argument("--thin", type=int, default=1, help="MAALA steps between saved configs")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--quiet", action="store_true")
+    de = sub.add_parser("demo", help="the main job: HMC → train → DM and DM+MAALA → table")
+    de.add_argument("--out", default="sqdiff-demo", help="output folder (new or empty)")
+    de.add_argument("--L", type=int, default=8)
+    de.add_argument("--kappa", type=float, default=0.21)
+    de.add_argument("--lam", type=float, default=0.022)
+    de.add_argument("--n", type=int, default=1024, help="configurations per sampler")
+    de.add_argument("--train-steps", type=int, default=1000)
+    de.add_argument("--batch", type=int, default=64)
+    de.add_argument("--channels", type=int, default=16)
+    de.add_argument("--sigma", type=float, default=25.0)
+    de.add_argument("--sde-steps", type=int, default=200)
+    de.add_argument("--mh-steps", type=int, default=40, help="MAALA steps per chain")
+    de.add_argument("--c", type=float, default=1.0, help="MAALA step ε = c Σ(t_mh)²")
+    de.add_argument("--t-mh", type=float, default=0.05)
+    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--quiet", action="store_true")
     m = sub.add_parser("measure", help="observables of an ensemble with errors and τ_int")
     m.add_argument("file")
     m.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -286,12 +316,73 @@ def cmd_train(args) -> int:
     return 0 if res.status == "done" else 1
 
 
+def cmd_sample(args) -> int:
+    from .io import save_ensemble
+    from .sampling import sample_model
+
+    samples, meta, action = sample_model(
+        args.model_dir,
+        args.n,
+        args.method,
+        seed=args.seed,
+        L=args.L,
+        beta=args.beta,
+        steps=args.steps,
+        t_mh=args.t_mh,
+        c=args.c,
+        chains=args.chains,
+        thin=args.thin,
+        progress=not args.quiet,
+    )
+    save_ensemble(args.out, samples, meta)
+    print(
+        f"wrote {args.out}: {samples.shape[0]}×{samples.shape[1]} configurations of "
+        f"{action.name} {action.params} by {meta['sampler']['sampler']}, acceptance "
+        f"{meta['acceptance']:.3f}"
+    )
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    if args.n < 8 or args.train_steps < 1 or args.L < 4:
+        raise CLIError("--n must be ≥ 8, --train-steps ≥ 1 and --L ≥ 4")
+    res = run_demo(
+        args.out,
+        L=args.L,
+        kappa=args.kappa,
+        lam=args.lam,
+        n=args.n,
+        train_steps=args.train_steps,
+        batch=args.batch,
+        channels=args.channels,
+        sigma=args.sigma,
+        sde_steps=args.sde_steps,
+        mh_steps=args.mh_steps,
+        c=args.c,
+        t_mh=args.t_mh,
+        seed=args.seed,
+        quiet=args.quiet,
+    )
+    print(res["text"])
+    print(f"figure: {res['figure']}" if res["figure"] else "figure: (matplotlib missing)")
+    print(f"ensembles, model and results in {args.out}/")
+    return 0
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
-            raise CLIError("choose a command: generate, train or measure (see sqdiff --help)")
-        commands = {"generate": cmd_generate, "measure": cmd_measure, "train": cmd_train}
+            raise CLIError("choose a command: demo, generate, train, sample or measure (--help)")
+        commands = {
+            "generate": cmd_generate,
+            "measure": cmd_measure,
+            "train": cmd_train,
+            "sample": cmd_sample,
+            "demo": cmd_demo,
+        }
         return commands[args.command](args)
     except CLIError as e:
         print(f"sqdiff: error: {e}", file=sys.stderr)

@@ -227,3 +227,129 @@ def test_train_command_and_load_model(tmp_path, capsys):
     assert main(["train", str(ens), "--out", str(tmp_path / "m3"), "--model", "u1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("sqdiff: error:") for line in err)
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    assert (
+        main(
+            [
+                "generate",
+                "toy",
+                "--action",
+                "quartic",
+                "--n",
+                "500",
+                "--chains",
+                "4",
+                "--therm",
+                "50",
+                "--out",
+                str(d / "toy.npz"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                str(d / "toy.npz"),
+                "--out",
+                str(d / "model"),
+                "--steps",
+                "300",
+                "--batch",
+                "128",
+                "--sigma",
+                "10",
+                "--importance",
+                "--steps-per-call",
+                "100",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return d
+
+
+@pytest.mark.parametrize("method", ["sde", "ode", "maala", "imh"])
+def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
+    out = toy_model / f"{method}.npz"
+    assert (
+        main(
+            [
+                "sample",
+                str(toy_model / "model"),
+                "--n",
+                "64",
+                "--method",
+                method,
+                "--steps",
+                "50",
+                "--chains",
+                "64",
+                "--thin",
+                "5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["measure", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["<phi^2>"]["value"] > 0 and 0 < res["acceptance"]["value"] <= 1
+
+
+def test_sample_command_bad_input(toy_model, tmp_path, capsys):
+    model = str(toy_model / "model")
+    for argv, msg in [
+        (["sample", model, "--n", "8", "--method", "maala", "--t-mh", "1.5"], "t_mh"),
+        (["sample", model, "--n", "8", "--L", "16"], "no lattice size"),
+        (["sample", str(tmp_path), "--n", "8"], "not a sqdiff model"),
+        (["sample", model, "--n", "8", "--beta", "2"], "U(1)"),
+    ]:
+        assert main(argv + ["--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sqdiff: error:") and msg in err, err
+
+
+def test_demo_runs_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--L",
+                "4",
+                "--n",
+                "32",
+                "--train-steps",
+                "20",
+                "--channels",
+                "8",
+                "--sde-steps",
+                "20",
+                "--mh-steps",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    for word in ("HMC", "DM+MAALA", "chi2_abs", "U_L"):
+        assert word in text
+    files = sorted(p.name for p in out.iterdir())
+    assert {"hmc.npz", "sde.npz", "maala.npz", "model", "results.json", "results.txt"} <= set(files)
+    table = json.loads((out / "results.json").read_text())["table"]
+    assert set(table) == {"HMC", "DM", "DM+MAALA"}
+    assert main(["demo", "--out", str(out), "--quiet"]) == 2  # never overwrites
