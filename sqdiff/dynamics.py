@@ -37,7 +37,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .groups import AbstractGroup, Euclidean
 from .kernels import FourierKernel
-from .sde import AbstractSchedule
+from .sde import AbstractSchedule, VarianceExploding
 
 __all__ = [
     "AbstractDynamics",
@@ -189,17 +189,13 @@ class _ScheduleDynamics(AbstractDynamics):
         return self.schedule.T
 
     def _check_group(self):
-        if not isinstance(self.group, Euclidean) and not _is_zero_drift(self.schedule):
+        if not isinstance(self.group, Euclidean) and not isinstance(
+            self.schedule, VarianceExploding
+        ):
             raise ValueError(
                 f"{type(self.schedule).__name__} has a linear drift a(t)φ, which is only defined "
                 f"for Euclidean fields; use VarianceExploding on {self.group}."
             )
-
-
-def _is_zero_drift(schedule) -> bool:
-    from .sde import VarianceExploding
-
-    return isinstance(schedule, VarianceExploding)
 
 
 class Forward(_ScheduleDynamics):
