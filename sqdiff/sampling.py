@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._batching import map_batched
 from .dynamics import ProbabilityFlow, Reverse
 from .io import THEORIES
 from .mcmc import MAALA, flow_proposals, independence_mh, run_chains
@@ -28,15 +29,6 @@ __all__ = ["METHODS", "sample_model"]
 
 METHODS = ("sde", "ode", "maala", "imh")
 IMH_MAX_SITES = 256
-
-
-def _batched(fn, keys, batch):
-    n = keys.shape[0]
-    batch = max(1, min(batch, n))
-    nb = -(-n // batch)
-    pad = jnp.concatenate([keys, jr.split(keys[0], nb * batch - n)]) if nb * batch > n else keys
-    out = jax.lax.map(jax.vmap(fn), pad.reshape((nb, batch) + keys.shape[1:]))
-    return out.reshape((nb * batch,) + out.shape[2:])[:n]
 
 
 def sample_model(
@@ -110,7 +102,7 @@ def sample_model(
         return one
 
     if method == "sde":
-        x = _batched(reverse_to(0.0), jr.split(key, n), batch)
+        x = map_batched(reverse_to(0.0), jr.split(key, n), batch)
         return np.asarray(x)[None], {**meta, "acceptance": 1.0}, action
     if method == "ode":
         flow = ProbabilityFlow(sch, model, divergence="hutchinson")
@@ -121,13 +113,13 @@ def sample_model(
             )
             return sol.ys[0][-1]
 
-        x = _batched(one, jr.split(key, n), batch)
+        x = map_batched(one, jr.split(key, n), batch)
         return np.asarray(x)[None], {**meta, "acceptance": 1.0}, action
     if method == "maala":
         chains = max(1, min(chains, n))
         per_chain = -(-n // chains)
         k0, k1 = jr.split(key)
-        start = _batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch)
+        start = map_batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch)
         eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
         sampler = MAALA(action, model, t_mh * sch.T, eps, beta_ratio=beta_ratio, group=group)
         samples, acc = run_chains(

@@ -97,8 +97,8 @@ def run_chains(
     init_positions = jnp.asarray(init_positions)
     if init_positions.ndim == 0 or init_positions.shape[0] < 1:
         raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")
-    for pos in init_positions:  # validate every chain's start (shape, finiteness)
-        sampler.init(pos)
+    sampler.init(init_positions[0])  # shape (shared by all chains)
+    check_finite(init_positions, "init_positions")  # every chain, one host transfer
     n_chains = init_positions.shape[0]
 
     def one_step(pos, k):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
+from .._batching import map_batched
 from ..dynamics import ProbabilityFlow
 from ..solvers import solve
 
@@ -50,12 +51,8 @@ def flow_proposals(
         sol = solve(flow, z, sch.T, t_min, rtol=rtol, atol=atol)
         return sol.ys[0][-1], sch.prior_logp(z) - sol.ys[1][-1]
 
-    batch = max(1, min(batch, n))
-    n_batches = -(-n // batch)
-    keys = jr.split(key, n_batches * batch).reshape(n_batches, batch)
-    x, log_q = jax.lax.map(jax.vmap(one), keys)
-    x = x.reshape((n_batches * batch,) + tuple(shape))[:n]
-    return Proposals(x, log_q.reshape(-1)[:n])
+    x, log_q = map_batched(one, jr.split(key, n), batch)
+    return Proposals(x, log_q)
 
 
 def importance_weights(action: Callable, proposals: Proposals) -> tuple[Array, Array]:
