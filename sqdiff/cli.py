@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("model_dir")
     sa.add_argument("--n", type=int, required=True, help="configurations")
     sa.add_argument("--out", required=True, help="output .npz ensemble")
-    sa.add_argument("--method", choices=("sde", "ode", "maala", "imh"), default="sde")
+    sa.add_argument("--method", choices=("sde", "ode", "pc", "maala", "imh"), default="sde")
     sa.add_argument("--L", type=int, help="lattice size (default: the training one)")
     sa.add_argument("--beta", type=float, help="U(1) target coupling (score × β/β0)")
     sa.add_argument("--steps", type=int, default=500, help="reverse SDE / ODE steps")
@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
     sa.add_argument("--chains", type=int, default=16, help="MAALA chains")
     sa.add_argument("--thin", type=int, default=1, help="MAALA steps between saved configs")
+    sa.add_argument("--corrector-steps", type=int, default=1, help="pc: Langevin corrector steps")
+    sa.add_argument("--snr", type=float, default=0.16, help="pc: corrector signal-to-noise ratio")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--quiet", action="store_true")
     de = sub.add_parser("demo", help="the main job: HMC → train → DM and DM+MAALA → table")
@@ -332,6 +334,8 @@ def cmd_sample(args) -> int:
         c=args.c,
         chains=args.chains,
         thin=args.thin,
+        corrector_steps=args.corrector_steps,
+        snr=args.snr,
         progress=not args.quiet,
     )
     save_ensemble(args.out, samples, meta)

@@ -3,6 +3,8 @@ training theory or conditioned on another lattice size / coupling.
 
 - `sde`: Euler–Maruyama reverse SDE from the prior at T to t = 0 (independent samples).
 - `ode`: probability-flow ODE (Tsit5, fixed steps) from the prior (independent samples).
+- `pc`: predictor–corrector, reverse SDE steps each followed by `corrector_steps` Langevin
+  corrector steps at signal-to-noise ratio `snr` (independent samples).
 - `maala`: reverse SDE to `t_mh`, then Metropolis-adjusted Langevin with the learned drift,
   step `ε = c Σ(t_mh)²`, score rescaled by `β/β0` for a U(1) coupling β ≠ β0 (exact chain).
   `chains` chains each keep every `thin`-th step; with `chains = n` each chain contributes its
@@ -22,12 +24,13 @@ from ._batching import map_batched
 from .dynamics import ProbabilityFlow, Reverse
 from .io import THEORIES
 from .mcmc import MAALA, flow_proposals, independence_mh, run_chains
+from .predictor_corrector import predictor_corrector
 from .solvers import solve
 from .train import load_checkpoint, load_model
 
 __all__ = ["METHODS", "sample_model"]
 
-METHODS = ("sde", "ode", "maala", "imh")
+METHODS = ("sde", "ode", "pc", "maala", "imh")
 IMH_MAX_SITES = 256
 
 
@@ -45,6 +48,8 @@ def sample_model(
     chains: int = 16,
     thin: int = 1,
     batch: int = 256,
+    corrector_steps: int = 1,
+    snr: float = 0.16,
     progress: bool = False,
 ):
     """Draw `n` configurations from the model in `model_dir`. Returns
@@ -101,8 +106,26 @@ def sample_model(
 
         return one
 
+    bar = dict(progress=progress, label=f"dm-{method}")
     if method == "sde":
-        x = map_batched(reverse_to(0.0), jr.split(key, n), batch)
+        x = map_batched(reverse_to(0.0), jr.split(key, n), batch, **bar)
+        return np.asarray(x)[None], {**meta, "acceptance": 1.0}, action
+    if method == "pc":
+        meta["sampler"].update(corrector_steps=corrector_steps, snr=snr)
+
+        def pc(k):
+            return predictor_corrector(
+                sch,
+                model,
+                k,
+                shape,
+                n_steps=steps,
+                corrector_steps=corrector_steps,
+                snr=snr,
+                group=group,
+            )
+
+        x = map_batched(pc, jr.split(key, n), batch, **bar)
         return np.asarray(x)[None], {**meta, "acceptance": 1.0}, action
     if method == "ode":
         flow = ProbabilityFlow(sch, model, divergence="hutchinson")
@@ -113,13 +136,13 @@ def sample_model(
             )
             return sol.ys[0][-1]
 
-        x = map_batched(one, jr.split(key, n), batch)
+        x = map_batched(one, jr.split(key, n), batch, **bar)
         return np.asarray(x)[None], {**meta, "acceptance": 1.0}, action
     if method == "maala":
         chains = max(1, min(chains, n))
         per_chain = -(-n // chains)
         k0, k1 = jr.split(key)
-        start = map_batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch)
+        start = map_batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch, **bar)
         eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
         sampler = MAALA(action, model, t_mh * sch.T, eps, beta_ratio=beta_ratio, group=group)
         samples, acc = run_chains(
@@ -139,6 +162,6 @@ def sample_model(
         raise ValueError("IMH with probability-flow proposals needs a scalar (Euclidean) field.")
     flow = ProbabilityFlow(sch, model, divergence="exact")
     k0, k1 = jr.split(key)
-    props = flow_proposals(flow, k0, shape, n, batch=batch)
+    props = flow_proposals(flow, k0, shape, n, batch=batch, progress=progress)
     chain, accepted = independence_mh(action, props, k1)
     return np.asarray(chain)[None], {**meta, "acceptance": float(jnp.mean(accepted))}, action

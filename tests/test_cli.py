@@ -276,7 +276,7 @@ def toy_model(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("method", ["sde", "ode", "maala", "imh"])
+@pytest.mark.parametrize("method", ["sde", "ode", "pc", "maala", "imh"])
 def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
     out = toy_model / f"{method}.npz"
     assert (
@@ -314,10 +314,19 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         (["sample", model, "--n", "8", "--L", "16"], "no lattice size"),
         (["sample", str(tmp_path), "--n", "8"], "not a sqdiff model"),
         (["sample", model, "--n", "8", "--beta", "2"], "U(1)"),
+        (["sample", model, "--n", "8", "--method", "pc", "--snr", "0"], "snr"),
     ]:
         assert main(argv + ["--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("sqdiff: error:") and msg in err, err
+
+
+def test_sample_command_shows_progress(toy_model, capsys):
+    out = toy_model / "progress.npz"
+    argv = ["sample", str(toy_model / "model"), "--n", "40", "--steps", "10", "--out", str(out)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "dm-sde: [" in err and "40/40" in err
 
 
 def test_demo_runs_end_to_end_small(tmp_path, capsys):

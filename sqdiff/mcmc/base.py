@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import sys
 from collections.abc import Callable
 
 import equinox as eqx
@@ -13,6 +12,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._batching import Progress
 from .._checks import check_finite
 
 
@@ -117,7 +117,7 @@ def run_chains(
 
         return jax.vmap(per_chain)(positions, jr.split(key, n_chains))
 
-    bar = _Progress(n_therm + n_samples * thin, "sampling", enabled=progress)
+    bar = Progress(n_therm + n_samples * thin, "sampling", enabled=progress)
     key_therm, key = jr.split(key)
     positions = init_positions
     done = 0
@@ -139,24 +139,3 @@ def run_chains(
         bar.update(m * thin)
     bar.close()
     return np.concatenate(samples, axis=1), np.concatenate(accepts, axis=1).mean(1)
-
-
-class _Progress:
-    """A minimal progress bar on stderr (no dependency)."""
-
-    def __init__(self, total, label, enabled=True):
-        self.total, self.label, self.enabled, self.n = total, label, enabled, 0
-
-    def update(self, k):
-        if not self.enabled:
-            return
-        self.n += k
-        frac = self.n / max(self.total, 1)
-        bar = "#" * int(30 * frac)
-        sys.stderr.write(f"\r{self.label}: [{bar:<30}] {self.n}/{self.total}")
-        sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

@@ -39,6 +39,7 @@ def flow_proposals(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     batch: int = 256,
+    progress: bool = False,
 ) -> Proposals:
     """`n` probability-flow samples of `shape` with their log-density at `t_min`, solved
     `batch` at a time (vmap inside, `lax.map` across batches)."""
@@ -51,7 +52,7 @@ def flow_proposals(
         sol = solve(flow, z, sch.T, t_min, rtol=rtol, atol=atol)
         return sol.ys[0][-1], sch.prior_logp(z) - sol.ys[1][-1]
 
-    x, log_q = map_batched(one, jr.split(key, n), batch)
+    x, log_q = map_batched(one, jr.split(key, n), batch, progress, "flow proposals")
     return Proposals(x, log_q)
 
 
