@@ -81,10 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("model_dir")
     sa.add_argument("--n", type=int, required=True, help="configurations")
     sa.add_argument("--out", required=True, help="output .npz ensemble")
-    sa.add_argument("--method", choices=("sde", "ode", "pc", "maala", "imh"), default="sde")
+    sa.add_argument(
+        "--method",
+        choices=("sde", "ode", "pc", "maala", "imh"),
+        default="sde",
+        help="OSQ models: sde (weighted paths) or imh",
+    )
     sa.add_argument("--L", type=int, help="lattice size (default: the training one)")
     sa.add_argument("--beta", type=float, help="U(1) target coupling (score × β/β0)")
-    sa.add_argument("--steps", type=int, default=500, help="reverse SDE / ODE steps")
+    sa.add_argument(
+        "--steps", type=int, help="reverse SDE / ODE steps (default 500; OSQ: the training steps)"
+    )
     sa.add_argument("--t-mh", type=float, default=0.05, help="MAALA switch time, fraction of T")
     sa.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
     sa.add_argument("--chains", type=int, default=16, help="MAALA chains")
@@ -93,6 +100,34 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--snr", type=float, default=0.16, help="pc: corrector signal-to-noise ratio")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--quiet", action="store_true")
+    o = sub.add_parser("osq", help="train an optimal-SQ sampler (residual force; no data)")
+    o.add_argument("theory", help="phi4, quartic, double_well or cosine")
+    o.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="theory parameter, repeatable (phi4: L, kappa, lam, d; quartic: mu2, g; cosine: k)",
+    )
+    o.add_argument("--out", required=True, help="model directory")
+    o.add_argument("--T", type=float, default=1.0, help="time horizon")
+    o.add_argument("--g", type=float, default=2**0.5, help="noise strength g (√2: e^{-S} SQ)")
+    o.add_argument("--steps", type=int, default=100, help="Euler–Maruyama steps on [0, T]")
+    o.add_argument("--reference", choices=("sq", "brownian", "ou"), default="ou")
+    o.add_argument("--terminal", choices=("plain", "corrected"), default="corrected")
+    o.add_argument("--prior-mean", type=float, default=0.0, help="π = N(mean, std²) per site")
+    o.add_argument("--prior-std", type=float, default=1.0)
+    o.add_argument("--iters", type=int, default=2000, help="optimiser steps")
+    o.add_argument("--batch", type=int, default=256, help="paths per optimiser step")
+    o.add_argument("--lr", type=float, default=3e-3)
+    o.add_argument("--width", type=int, default=64, help="MLP width (0-dim)")
+    o.add_argument("--depth", type=int, default=3, help="MLP depth (0-dim)")
+    o.add_argument("--channels", type=int, default=16, help="U-Net channels (lattices)")
+    o.add_argument("--levels", type=int, default=2, help="U-Net levels (lattices)")
+    o.add_argument("--steps-per-call", type=int, default=50)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--resume", action="store_true", help="continue the model in --out")
+    o.add_argument("--quiet", action="store_true")
     de = sub.add_parser("demo", help="the main job: HMC → train → DM and DM+MAALA → table")
     de.add_argument("--out", default="sqdiff-demo", help="output folder (new or empty)")
     de.add_argument("--L", type=int, default=8)
@@ -210,13 +245,16 @@ def cmd_measure(args) -> int:
     from .observables import analyze
 
     ens = load_ensemble(args.file)
-    results = analyze(ens.action, ens.samples)
+    results = analyze(ens.action, ens.samples, log_weights=ens.log_weights)
     if args.json:
         out = {
             k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
             for k, r in results.items()
         }
         out["acceptance"] = {"value": ens.metadata["acceptance"], "error": 0.0, "tau_int": 0.5}
+        if ens.log_weights is not None and results:
+            ess = next(iter(results.values())).ess
+            out["ess"] = {"value": ess, "error": 0.0, "tau_int": 0.5}
         print(json.dumps(out))
         return 0
     m = ens.metadata
@@ -224,6 +262,9 @@ def cmd_measure(args) -> int:
         f"{m['theory']} {m['params']}  sampler {m['sampler']}  "
         f"{m['n_chains']}×{m['n_samples']} configs  acceptance {m['acceptance']:.3f}"
     )
+    if ens.log_weights is not None:
+        ess = next(iter(results.values())).ess if results else float("nan")
+        print(f"importance-weighted: values reweighted, ESS {ess:.1f} of {ens.log_weights.size}")
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
     for k, r in results.items():
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
@@ -320,8 +361,34 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     from .io import save_ensemble
-    from .sampling import sample_model
+    from .sampling import sample_model, sample_osq
+    from .train import is_osq, load_checkpoint
 
+    if is_osq(load_checkpoint(args.model_dir)[0]):
+        if args.beta is not None:
+            raise CLIError("--beta conditioning is for diffusion models of U(1)")
+        samples, meta, action, log_w = sample_osq(
+            args.model_dir,
+            args.n,
+            args.method,
+            seed=args.seed,
+            L=args.L,
+            steps=args.steps,
+            progress=not args.quiet,
+        )
+        save_ensemble(args.out, samples, meta, log_weights=log_w)
+        extra = (
+            f", ESS {meta['ess']:.1f}/{args.n}, log Z {meta['log_z']:.5f} ± "
+            f"{meta['log_z_error']:.5f}"
+            if "ess" in meta
+            else " (unweighted: reference marginal unknown)"
+        )
+        print(
+            f"wrote {args.out}: {samples.shape[1]} configurations of {action.name} "
+            f"{action.params} by {meta['sampler']['sampler']}, acceptance "
+            f"{meta['acceptance']:.3f}{extra}"
+        )
+        return 0
     samples, meta, action = sample_model(
         args.model_dir,
         args.n,
@@ -329,7 +396,7 @@ def cmd_sample(args) -> int:
         seed=args.seed,
         L=args.L,
         beta=args.beta,
-        steps=args.steps,
+        steps=500 if args.steps is None else args.steps,
         t_mh=args.t_mh,
         c=args.c,
         chains=args.chains,
@@ -345,6 +412,82 @@ def cmd_sample(args) -> int:
         f"{meta['acceptance']:.3f}"
     )
     return 0
+
+
+def _theory_params(items) -> dict:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CLIError(f"--param expects NAME=VALUE, got {item!r}")
+        try:
+            v = float(value)
+        except ValueError:
+            raise CLIError(f"--param {name}: {value!r} is not a number") from None
+        params[name] = int(v) if name in ("L", "d") and v.is_integer() else v
+    return params
+
+
+def cmd_osq(args) -> int:
+    import numpy as np
+
+    from .io import THEORIES
+    from .train import TrainConfig, train
+
+    euclid = ("phi4", "quartic", "double_well", "cosine")
+    if args.theory not in euclid:
+        raise CLIError(f"optimal SQ supports the scalar theories {euclid}, got {args.theory!r}")
+    try:
+        action = THEORIES[args.theory](**_theory_params(args.param))
+    except TypeError as e:
+        raise CLIError(f"bad --param for {args.theory}: {e}") from None
+    if action.lattice_shape == ():
+        model, kwargs = "mlp", {"width": args.width, "depth": args.depth}
+    elif args.theory == "phi4" and action.d in (2, 3):
+        model = "unet"
+        kwargs = {"d": action.d, "channels": args.channels, "levels": args.levels}
+    else:
+        raise CLIError(f"no residual network for {action.name} {action.params}")
+    spec = {
+        "model": model,
+        "kwargs": kwargs,
+        "schedule": None,
+        "zero_init": True,
+        "config_shape": list(action.config_shape),
+        "group": "euclidean",
+        "theory": {"name": action.name, "params": action.params},
+        "objective": {
+            "name": "osq",
+            "T": args.T,
+            "g": args.g,
+            "steps": args.steps,
+            "reference": args.reference,
+            "terminal": args.terminal,
+            "prior": "gaussian",
+            "prior_mean": args.prior_mean,
+            "prior_std": args.prior_std,
+        },
+    }
+    from .train import build_osq
+
+    build_osq(spec, lambda t, x: x)  # validates the objective before any work
+    config = TrainConfig(
+        steps=args.iters,
+        batch=args.batch,
+        lr=args.lr,
+        warmup=min(100, args.iters // 10),
+        ema=0.99,
+        steps_per_call=args.steps_per_call,
+        checkpoint_every=max(args.steps_per_call, 200),
+        seed=args.seed,
+    )
+    res = train(args.out, None, spec, config, resume=args.resume, progress=not args.quiet)
+    tail = np.mean(res.losses[-50:]) if res.losses else float("nan")
+    print(
+        f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} optimal-SQ "
+        f"residual ({model}) for {res.step} steps; final loss {tail:.4f}; model in {args.out}"
+    )
+    return 0 if res.status == "done" else 1
 
 
 def cmd_demo(args) -> int:
@@ -379,12 +522,15 @@ def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
-            raise CLIError("choose a command: demo, generate, train, sample or measure (--help)")
+            raise CLIError(
+                "choose a command: demo, generate, train, sample, osq or measure (--help)"
+            )
         commands = {
             "generate": cmd_generate,
             "measure": cmd_measure,
             "train": cmd_train,
             "sample": cmd_sample,
+            "osq": cmd_osq,
             "demo": cmd_demo,
         }
         return commands[args.command](args)

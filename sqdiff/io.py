@@ -27,6 +27,7 @@ class Ensemble(NamedTuple):
     samples: np.ndarray  # (chains, n, *config)
     metadata: dict
     action: AbstractAction
+    log_weights: np.ndarray | None = None  # (chains, n) importance log-weights, if any
 
 
 def action_from_metadata(meta: dict) -> AbstractAction:
@@ -61,8 +62,9 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def save_ensemble(path: str, samples, metadata: dict) -> None:
-    """Write `samples` `(chains, n, *config)` with `metadata` (needs the fields `REQUIRED`)."""
+def save_ensemble(path: str, samples, metadata: dict, log_weights=None) -> None:
+    """Write `samples` `(chains, n, *config)` with `metadata` (needs the fields `REQUIRED`) and,
+    for importance-weighted samples, their `log_weights` `(chains, n)`."""
     from . import __version__
 
     samples = np.asarray(samples)
@@ -78,10 +80,20 @@ def save_ensemble(path: str, samples, metadata: dict) -> None:
         )
     if not np.all(np.isfinite(samples)):
         raise ValueError("samples contain non-finite values; refusing to write the ensemble.")
+    arrays = {"samples": samples}
+    if log_weights is not None:
+        log_weights = np.asarray(log_weights, np.float64)
+        if log_weights.shape != samples.shape[:2] or not np.all(np.isfinite(log_weights)):
+            raise ValueError(
+                f"`log_weights` must be finite with shape {samples.shape[:2]}, got "
+                f"{log_weights.shape}."
+            )
+        arrays["log_weights"] = log_weights
     meta["n_chains"], meta["n_samples"] = int(samples.shape[0]), int(samples.shape[1])
     meta["config_shape"] = list(action.config_shape)
-    text = json.dumps(meta, sort_keys=True)
-    atomic_write(path, lambda fh: np.savez(fh, samples=samples, metadata=np.array(text)))
+    meta["weighted"] = log_weights is not None
+    arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_ensemble(path: str) -> Ensemble:
@@ -99,6 +111,7 @@ def load_ensemble(path: str) -> Ensemble:
             raise ValueError(f"{path!r} is not a sqdiff ensemble (needs samples + metadata).")
         samples = z["samples"]
         text = str(z["metadata"])
+        log_weights = z["log_weights"] if "log_weights" in z.files else None
     try:
         meta = json.loads(text)
     except json.JSONDecodeError:
@@ -114,4 +127,6 @@ def load_ensemble(path: str) -> Ensemble:
         raise ValueError(
             f"{path!r}: samples have shape {samples.shape} but metadata says {expected}."
         )
-    return Ensemble(samples, meta, action)
+    if log_weights is not None and log_weights.shape != samples.shape[:2]:
+        raise ValueError(f"{path!r}: log_weights shape {log_weights.shape} ≠ {samples.shape[:2]}.")
+    return Ensemble(samples, meta, action, log_weights)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .stats import GammaResult, gamma_method
+from .stats import GammaResult, gamma_method, reweighted
 from .theories.base import AbstractAction
 
 __all__ = ["measure_primaries", "analyze"]
@@ -27,12 +27,19 @@ def measure_primaries(action: AbstractAction, samples, batch: int = 256) -> dict
     return {k: np.concatenate([np.asarray(p[k]) for p in parts]).reshape(c, n) for k in parts[0]}
 
 
-def analyze(action: AbstractAction, samples, S: float = 1.5) -> dict[str, GammaResult]:
+def analyze(
+    action: AbstractAction, samples, S: float = 1.5, log_weights=None
+) -> dict[str, GammaResult]:
     """Every observable of `action.observables()` with value, error and τ_int (Γ-method over
-    the chains as replicas)."""
+    the chains as replicas). With `log_weights` `(chains, n)` (independent importance-weighted
+    samples) the values are self-normalised reweighted estimates (`stats.reweighted`)."""
     prim = measure_primaries(action, samples)
     out = {}
     for name, (keys, f) in action.observables().items():
         data = np.stack([prim[k] for k in keys], axis=-1)  # (chains, n, A)
-        out[name] = gamma_method(data, f, S=S)
+        if log_weights is None:
+            out[name] = gamma_method(data, f, S=S)
+        else:
+            lw = np.asarray(log_weights).reshape(-1)
+            out[name] = reweighted(data.reshape(lw.shape[0], -1), lw, f)
     return out

@@ -6,15 +6,20 @@ training theory or conditioned on another lattice size / coupling.
 - `pc`: predictor–corrector, reverse SDE steps each followed by `corrector_steps` Langevin
   corrector steps at signal-to-noise ratio `snr` (independent samples).
 - `maala`: reverse SDE to `t_mh`, then Metropolis-adjusted Langevin with the learned drift,
-  step `ε = c Σ(t_mh)²`, score rescaled by `β/β0` for a U(1) coupling β ≠ β0 (exact chain).
+  step `ε = c Σ(t_mh)²` (exact chain).
   `chains` chains each keep every `thin`-th step; with `chains = n` each chain contributes its
   state after `thin` steps, giving `n` independent samples.
 - `imh`: independence Metropolis with probability-flow proposals and their exact density
   (exact chain; the exact Jacobian restricts it to small systems).
+
+Conditioning on a U(1) coupling β ≠ β0 (the training one) rescales the score by `β/β0` in every
+stage (the annealed reverse process and the MAALA drift): at small t the score is `−∇S_{β0}`, and
+`(β/β0)(−∇S_{β0}) = −∇S_β` (the published U(1) study, trained at β0 = 1).
 """
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -23,15 +28,30 @@ import numpy as np
 from ._batching import map_batched
 from .dynamics import ProbabilityFlow, Reverse
 from .io import THEORIES
-from .mcmc import MAALA, flow_proposals, independence_mh, run_chains
+from .mcmc import MAALA, flow_proposals, imh_chain, independence_mh, run_chains
+from .osq import effective_sample_size, log_z_estimate
 from .predictor_corrector import predictor_corrector
 from .solvers import solve
-from .train import load_checkpoint, load_model
+from .train import build_osq, is_osq, load_checkpoint, load_model
 
-__all__ = ["METHODS", "sample_model"]
+__all__ = ["METHODS", "OSQ_METHODS", "RescaledScore", "sample_model", "sample_osq"]
 
 METHODS = ("sde", "ode", "pc", "maala", "imh")
 IMH_MAX_SITES = 256
+
+
+class RescaledScore(eqx.Module):
+    """`(β/β0) s_θ(t, φ)`, carrying the network's schedule."""
+
+    model: eqx.Module
+    factor: float
+
+    @property
+    def schedule(self):
+        return self.model.schedule
+
+    def __call__(self, t, phi):
+        return self.factor * self.model(t, phi)
 
 
 def sample_model(
@@ -60,6 +80,8 @@ def sample_model(
     if not isinstance(n, int) or n < 1 or not isinstance(steps, int) or steps < 1:
         raise ValueError("`n` and `steps` must be positive integers.")
     spec, *_ = load_checkpoint(model_dir)
+    if is_osq(spec):
+        raise ValueError(f"{model_dir!r} is an optimal-SQ model: sample it with `sample_osq`.")
     theory = spec.get("theory")
     if not theory or theory.get("name") not in THEORIES:
         raise ValueError(f"{model_dir!r} records no theory; it cannot be sampled here.")
@@ -76,6 +98,8 @@ def sample_model(
         params["beta"] = float(beta)
     action = THEORIES[theory["name"]](**params)
     model = load_model(model_dir)
+    if beta_ratio != 1.0:
+        model = RescaledScore(model, beta_ratio)
     sch = model.schedule
     shape = action.config_shape
     try:
@@ -144,13 +168,14 @@ def sample_model(
         k0, k1 = jr.split(key)
         start = map_batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch, **bar)
         eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
-        sampler = MAALA(action, model, t_mh * sch.T, eps, beta_ratio=beta_ratio, group=group)
+        # the rescaling is already in `model`; record it in the settings
+        sampler = MAALA(action, model, t_mh * sch.T, eps, group=group)
         samples, acc = run_chains(
             sampler, k1, start, per_chain, n_therm=0, thin=thin, progress=progress
         )
         if per_chain == 1:  # final states of independent chains: independent samples
             samples = samples.reshape((1, chains) + tuple(shape))
-        meta["sampler"].update(sampler.settings, chains=chains, thin=thin)
+        meta["sampler"].update(sampler.settings, beta_ratio=beta_ratio, chains=chains, thin=thin)
         return samples, {**meta, "acceptance": float(np.mean(acc))}, action
     # imh
     if int(np.prod(shape)) > IMH_MAX_SITES:
@@ -165,3 +190,78 @@ def sample_model(
     props = flow_proposals(flow, k0, shape, n, batch=batch, progress=progress)
     chain, accepted = independence_mh(action, props, k1)
     return np.asarray(chain)[None], {**meta, "acceptance": float(jnp.mean(accepted))}, action
+
+
+OSQ_METHODS = ("sde", "imh")
+
+
+def sample_osq(
+    model_dir: str,
+    n: int,
+    method: str = "sde",
+    *,
+    seed: int = 0,
+    L: int | None = None,
+    steps: int | None = None,
+    batch: int = 256,
+    progress: bool = False,
+):
+    """Draw `n` configurations from the optimal-SQ model in `model_dir` by Euler–Maruyama paths
+    (`steps`, default the training steps), with their Girsanov log-weights against the target
+    when the reference marginal is known. `method="imh"` returns the independence-MH chain
+    through the paths instead (exact). Returns `(samples (1, n, *config), metadata, action,
+    log_weights or None)`; the metadata record ESS and `log Z` where available."""
+    if method not in OSQ_METHODS:
+        raise ValueError(
+            f"an optimal-SQ model samples with `method` in {OSQ_METHODS}, got {method!r}."
+        )
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive integer, got {n!r}.")
+    spec, *_ = load_checkpoint(model_dir)
+    if not is_osq(spec):
+        raise ValueError(f"{model_dir!r} is not an optimal-SQ model; use `sample_model`.")
+    steps = int(spec["objective"]["steps"]) if steps is None else steps
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
+    spec = dict(spec)
+    if L is not None:
+        params = dict(spec["theory"]["params"])
+        if "L" not in params:
+            raise ValueError(f"theory {spec['theory']['name']!r} has no lattice size to change.")
+        params["L"] = L
+        spec["theory"] = {**spec["theory"], "params": params}
+    osq = build_osq(spec, load_model(model_dir))
+    if osq.prior != "gaussian":
+        raise ValueError("sampling needs a Gaussian prior π (this model starts from an ensemble).")
+    try:
+        jax.eval_shape(osq.residual, 0.5, jax.ShapeDtypeStruct(osq.shape, jnp.float32))
+    except ValueError as e:
+        raise ValueError(f"the model cannot run on {osq.shape}: {e}") from None
+    key_paths, key_mh = jr.split(jr.key(seed))
+    paths = map_batched(
+        lambda k: osq.simulate(k, steps), jr.split(key_paths, n), batch, progress, "osq paths"
+    )
+    meta = {
+        "theory": osq.action.name,
+        "params": osq.action.params,
+        "seed": seed,
+        "sampler": {"sampler": f"osq-{method}", "model_dir": str(model_dir), "steps": steps},
+        "acceptance": 1.0,
+    }
+    log_w = None
+    if osq.has_log_z:  # Brownian / OU reference from a Gaussian π: q_T^ref known
+        log_w = np.asarray(osq.log_weights(paths, steps), np.float64)
+        meta["ess"] = effective_sample_size(log_w)
+        meta["log_z"], meta["log_z_error"] = log_z_estimate(log_w)
+    else:
+        meta["weights"] = "none: the SQ reference marginal from a Gaussian prior is unknown"
+    x = np.asarray(paths.phi)
+    if method == "imh":
+        if log_w is None:
+            raise ValueError(
+                "IMH needs the Girsanov weights: train with a known reference marginal."
+            )
+        chain, accepted = imh_chain(x, log_w, key_mh)
+        meta["acceptance"] = float(jnp.mean(accepted))
+        return np.asarray(chain)[None], meta, osq.action, None
+    return x[None], meta, osq.action, None if log_w is None else log_w[None]

@@ -23,6 +23,7 @@ __all__ = [
     "effective_sample_size",
     "gamma_method",
     "jackknife",
+    "reweighted",
 ]
 
 
@@ -179,3 +180,43 @@ def binned(data: ArrayLike, bin_size: int) -> np.ndarray:
 def effective_sample_size(data: ArrayLike) -> float:
     """`N / (2 τ_int)` of a scalar series by the Γ-method."""
     return gamma_method(data).ess
+
+
+def reweighted(
+    data: ArrayLike,
+    log_weights: ArrayLike,
+    f: Callable[[np.ndarray], float] | None = None,
+) -> GammaResult:
+    r"""Self-normalised importance-sampling estimate `f(Σ w a / Σ w)` from independent samples
+    with log-weights `log w`, and its delta-method error
+    `σ² = Σ_i w_i² ψ_i² / (Σ w)²`, `ψ_i = Σ_α ∂f/∂a_α (a_iα − ā_α)` (Owen, *Monte Carlo theory,
+    methods and examples*, 2013, Ch. 9.2). `ess` is Kish's `(Σw)²/Σw²`; `tau_int` is ½
+    (independent samples)."""
+    x = np.asarray(data, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    if x.ndim != 2 or x.shape[0] != lw.shape[0]:
+        raise ValueError(
+            f"`data` must be (n,) or (n, A) with n = len(log_weights) = {lw.shape[0]}, "
+            f"got {x.shape}."
+        )
+    if not np.all(np.isfinite(x)) or not np.all(np.isfinite(lw)):
+        raise ValueError("`data` and `log_weights` must be finite.")
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    abar = w @ x
+    if f is None:
+        if x.shape[1] != 1:
+            raise ValueError("several primary observables need a function `f` of their means.")
+        f = lambda a: a[0]  # noqa: E731
+    value = float(f(abar))
+    spread = np.sqrt(w @ (x - abar) ** 2)
+    h = np.where(spread > 0, spread, np.abs(abar) + 1.0) * 1e-3
+    grad = np.empty(x.shape[1])
+    for a in range(x.shape[1]):
+        e = np.zeros(x.shape[1])
+        e[a] = h[a]
+        grad[a] = (f(abar + e) - f(abar - e)) / (2 * h[a])
+    psi = (x - abar) @ grad
+    ess = float(1.0 / np.sum(w**2))
+    return GammaResult(value, float(np.sqrt(np.sum(w**2 * psi**2))), 0.5, 0.0, 0, ess)

@@ -28,14 +28,16 @@ import optax
 
 from .groups import U1, Euclidean
 from .io import atomic_write
-from .nn import ScoreMLP, U1LinkNet, UNet
+from .nn import ScoreMLP, U1LinkNet, UNet, zero_output
 from .objectives import dsm_loss, group_dsm_loss
+from .osq import OptimalSQ
 from .sde import SubVariancePreserving, VarianceExploding, VariancePreserving
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_model",
+    "build_osq",
     "build_schedule",
     "load_model",
     "load_checkpoint",
@@ -94,13 +96,35 @@ def build_schedule(spec: dict):
 
 
 def build_model(spec: dict, key=None):
-    """Build a score network from its spec: `{"model": "unet", "kwargs": {...},
-    "schedule": {...}, "config_shape": [...], "group": "euclidean"}`."""
+    """Build a network from its spec: `{"model": "unet", "kwargs": {...}, "schedule": {...},
+    "config_shape": [...], "group": "euclidean"}`. `"schedule": null` gives a plain
+    time-dependent field (the optimal-SQ residual); `"zero_init": true` zeroes its last layer."""
     if spec.get("model") not in MODELS:
         raise ValueError(f"unknown model {spec.get('model')!r}; choose one of {sorted(MODELS)}.")
-    schedule = build_schedule(spec["schedule"])
+    schedule = None if spec.get("schedule") is None else build_schedule(spec["schedule"])
     key = jr.key(spec.get("init_seed", 0)) if key is None else key
-    return MODELS[spec["model"]](schedule, **spec.get("kwargs", {}), key=key)
+    model = MODELS[spec["model"]](schedule, **spec.get("kwargs", {}), key=key)
+    return zero_output(model) if spec.get("zero_init") else model
+
+
+def build_osq(spec: dict, residual):
+    """The `OptimalSQ` process of an optimal-SQ model spec (`spec["objective"]["name"] ==
+    "osq"`) around the residual network `residual`."""
+    from .io import THEORIES
+
+    obj = dict(spec["objective"])
+    theory = spec["theory"]
+    action = THEORIES[theory["name"]](**theory["params"])
+    kw = {
+        k: obj[k]
+        for k in ("g", "T", "reference", "terminal", "prior", "prior_mean", "prior_std", "ou_std")
+        if k in obj
+    }
+    return OptimalSQ(action, residual, **kw)
+
+
+def is_osq(spec: dict) -> bool:
+    return (spec.get("objective") or {}).get("name") == "osq"
 
 
 def _group(spec):
@@ -108,6 +132,14 @@ def _group(spec):
 
 
 def _loss_fn(spec, config):
+    if is_osq(spec):
+        n_steps = int(spec["objective"]["steps"])
+
+        def osq_loss(model, key, batch):
+            osq = build_osq(spec, model)
+            return osq.loss(key, config.batch, n_steps, phi0=batch)
+
+        return osq_loss
     group = _group(spec)
     schedule = build_schedule(spec["schedule"])
     t_min = config.t_min * schedule.T
@@ -221,6 +253,10 @@ def load_model(model_dir: str, ema: bool = True):
 
 # --- the loop ---------------------------------------------------------------------------------
 def _check_data(spec, data):
+    if data is None:
+        if is_osq(spec) and spec["objective"].get("prior", "gaussian") == "gaussian":
+            return None
+        raise ValueError("training needs `data` (n, *config_shape).")
     data = jnp.asarray(data)
     shape = tuple(spec["config_shape"])
     if data.ndim != len(shape) + 1 or tuple(data.shape[1:]) != shape:
@@ -241,13 +277,14 @@ def _advance(spec_json, config, static, data, state, start, count):
     loss_fn = _loss_fn(spec, config)
     opt = _optimizer(config)
     base_key = jr.key(config.seed)
-    n = data.shape[0]
 
     def one_step(state, i):
         params, ema, opt_state = state
         # the key of step i depends on (seed, i) only: resuming replays the same batches
         k_batch, k_loss = jr.split(jr.fold_in(base_key, i))
-        batch = data[jr.randint(k_batch, (config.batch,), 0, n)]
+        batch = (
+            None if data is None else data[jr.randint(k_batch, (config.batch,), 0, data.shape[0])]
+        )
         loss, grads = eqx.filter_value_and_grad(
             lambda p: loss_fn(eqx.combine(p, static), k_loss, batch)
         )(params)

@@ -2,7 +2,7 @@
 
 from .base import AbstractSampler, Composed, run_chains
 from .hmc import HMC, leapfrog, omelyan
-from .imh import Proposals, flow_proposals, importance_weights, independence_mh
+from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
 from .maala import MAALA
 from .mala import MALA
 from .wolff import WolffPhi4
@@ -15,6 +15,7 @@ __all__ = [
     "MALA",
     "Proposals",
     "flow_proposals",
+    "imh_chain",
     "importance_weights",
     "independence_mh",
     "WolffPhi4",

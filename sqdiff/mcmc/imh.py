@@ -22,7 +22,7 @@ from .._batching import map_batched
 from ..dynamics import ProbabilityFlow
 from ..solvers import solve
 
-__all__ = ["Proposals", "flow_proposals", "independence_mh", "importance_weights"]
+__all__ = ["Proposals", "flow_proposals", "imh_chain", "independence_mh", "importance_weights"]
 
 
 class Proposals(NamedTuple):
@@ -69,6 +69,16 @@ def independence_mh(
     """Run the IMH chain through the proposals in order; returns `(chain, accepted)` where
     `chain[i]` is the state after proposal `i` (the first proposal starts the chain)."""
     log_w = -jax.vmap(action)(proposals.x) - proposals.log_q
+    return imh_chain(proposals.x, log_w, key)
+
+
+def imh_chain(x: Array, log_w: Array, key: PRNGKeyArray) -> tuple[Array, Array]:
+    """The independence Metropolis–Hastings chain through proposals `x` with importance
+    log-weights `log w = log π(x) − log q(x)` (up to one constant): proposal `i` replaces the
+    state with probability `min(1, w_i / w_state)`. Exact for `π` whenever the weights are
+    (also for path-space weights, e.g. optimal-SQ Girsanov weights, whose endpoint marginal
+    is the target). Returns `(chain, accepted)`."""
+    log_w = jnp.asarray(log_w)
     u = jr.uniform(key, log_w.shape)
 
     def step(carry, inp):
@@ -82,4 +92,4 @@ def independence_mh(
 
     n = log_w.shape[0]
     _, (indices, accepted) = jax.lax.scan(step, (0, log_w[0]), (jnp.arange(n), log_w, u))
-    return proposals.x[indices], accepted
+    return jnp.asarray(x)[indices], accepted

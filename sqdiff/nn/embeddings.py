@@ -27,7 +27,7 @@ class GaussianFourierEmbedding(eqx.Module):
 
 def gaussian_skip(schedule, data_std, t, phi):
     """Score of `N(0, σ_d²)` data under the schedule, `−φ/(m(t)²σ_d² + Σ(t)²)`; 0 if no σ_d."""
-    if data_std is None:
+    if data_std is None or schedule is None:
         return 0.0
     var = (schedule.mean_coeff(t) * data_std) ** 2 + schedule.marginal_std(t) ** 2
     return -phi / var
@@ -35,5 +35,13 @@ def gaussian_skip(schedule, data_std, t, phi):
 
 def noise_level(schedule, t):
     """Network time input `¼ ln Σ(t)` (EDM's `c_noise`, Karras et al. 2022): resolves the small
-    noise levels where the score changes fastest, for every schedule alike."""
+    noise levels where the score changes fastest, for every schedule alike. Without a schedule
+    (a plain time-dependent field such as the optimal-SQ residual) the input is `t` itself."""
+    if schedule is None:
+        return jnp.asarray(t, float)
     return 0.25 * jnp.log(schedule.marginal_std(t))
+
+
+def output_scale(schedule, t):
+    """`Σ(t)`, the width the raw network output is divided by; 1 without a schedule."""
+    return 1.0 if schedule is None else schedule.marginal_std(t)

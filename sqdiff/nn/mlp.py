@@ -16,7 +16,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..sde import AbstractSchedule
-from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level
+from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
 
 class ScoreMLP(eqx.Module):
@@ -24,13 +24,13 @@ class ScoreMLP(eqx.Module):
 
     embed: GaussianFourierEmbedding
     mlp: eqx.nn.MLP
-    schedule: AbstractSchedule
+    schedule: AbstractSchedule | None
     antisymmetric: bool = eqx.field(static=True)
     data_std: float | None = eqx.field(static=True)
 
     def __init__(
         self,
-        schedule: AbstractSchedule,
+        schedule: AbstractSchedule | None,
         width: int = 64,
         depth: int = 3,
         embed_dim: int = 32,
@@ -56,6 +56,6 @@ class ScoreMLP(eqx.Module):
         out = self._raw(t, phi)
         if self.antisymmetric:
             out = 0.5 * (out - self._raw(t, -phi))
-        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / (
-            self.schedule.marginal_std(t)
+        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
+            self.schedule, t
         )

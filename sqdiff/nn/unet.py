@@ -24,7 +24,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..sde import AbstractSchedule
-from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level
+from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
 
 def _conv(d, cin, cout, key, stride=1, kernel=3):
@@ -76,11 +76,11 @@ class UNet(eqx.Module):
     up_blocks: tuple
     norm_out: eqx.nn.GroupNorm
     conv_out: eqx.nn.Conv
-    schedule: AbstractSchedule
+    schedule: AbstractSchedule | None
 
     def __init__(
         self,
-        schedule: AbstractSchedule,
+        schedule: AbstractSchedule | None,
         d: int = 2,
         channels: int = 32,
         levels: int = 3,
@@ -170,6 +170,6 @@ class UNet(eqx.Module):
             out = sum(outs) / len(outs)
         else:
             out = self._symmetric(t, phi)
-        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / (
-            self.schedule.marginal_std(t)
+        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
+            self.schedule, t
         )

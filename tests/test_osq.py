@@ -1,0 +1,166 @@
+"""Optimal stochastic quantization: exact Girsanov bookkeeping, reference marginals, importance
+weights, the Fokker–Planck / Fisher-information curve, the zero-residual optimum, input checks
+and trained 0-dim samplers against quadrature."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from scipy import integrate
+
+import sqdiff as sq
+from sqdiff.osq import OptimalSQ, fisher_information, fokker_planck_1d, log_z_estimate
+
+SQRT2 = float(np.sqrt(2.0))
+
+
+def quadrature(action, fn=lambda p: 1.0, lim=8.0):
+    f = lambda p: fn(p) * np.exp(-float(action(jnp.asarray(p))))  # noqa: E731
+    return integrate.quad(f, -lim, lim, limit=400, points=[0.0])[0]
+
+
+def random_mlp(key=0):
+    return sq.nn.ScoreMLP(None, width=16, depth=2, key=jr.key(key))
+
+
+def test_girsanov_terms_are_the_exact_discrete_log_likelihood_ratio():
+    action = sq.DoubleWell0D()
+    net = random_mlp()
+    for ref in ("sq", "brownian", "ou"):
+        osq = OptimalSQ(action, net, g=0.8, T=0.5, reference=ref, prior_std=0.7)
+        n = 25
+        ts = jnp.linspace(0.0, osq.T, n + 1)
+        paths = osq.simulate(jr.key(1), n, ts=ts)
+        phi, h, g2 = np.asarray(paths.phi, np.float64), osq.T / n, osq.g**2
+        log_ratio = 0.0
+        for k in range(n):
+            u = float(osq.drift_and_control(ts[k], jnp.asarray(phi[k], jnp.float32))[0])
+            f = float(osq.reference_drift(jnp.asarray(phi[k], jnp.float32)))
+            d = phi[k + 1] - phi[k]
+            log_ratio += (-((d - h * u) ** 2) + (d - h * f) ** 2) / (2 * g2 * h)
+        total = float(paths.running_cost[-1] + paths.martingale[-1])
+        assert abs(total - log_ratio) < 1e-3 * (1 + abs(log_ratio)), (ref, total, log_ratio)
+        assert float(paths.running_cost[-1]) > 0
+
+
+class _CancelToOU(eqx.Module):
+    """v = f_OU + ∇S: the controlled process *is* the OU reference (zero running cost)."""
+
+    osq_action: object
+    a: float
+
+    def __call__(self, t, phi):
+        return -self.a * phi + self.osq_action.force(phi)
+
+
+def test_reference_marginal_and_weights_are_exact_for_the_discrete_chain():
+    # controlled drift = OU reference drift: C = M = 0, φ_T ~ q_T^ref of the discrete chain,
+    # and the weights e^{−S}/q_T^ref are plain importance sampling of the quartic target
+    action = sq.Quartic0D(1.0, 0.4)
+    g, s_ou, n = SQRT2, 1.5, 10
+    a = g**2 / (2 * s_ou**2)
+    osq = OptimalSQ(
+        action, _CancelToOU(action, a), g=g, T=1.0, reference="ou", prior_std=0.3, ou_std=s_ou
+    )
+    paths = jax.vmap(lambda k: osq.simulate(k, n))(jr.split(jr.key(2), 40_000))
+    assert float(jnp.max(jnp.abs(paths.running_cost))) < 1e-5
+    x = np.asarray(paths.phi, np.float64)
+    h, r = 1.0 / n, (1 - a / n) ** 2
+    var = r**n * 0.3**2 + g**2 * h * (1 - r**n) / (1 - r)
+    err = var * np.sqrt(2 / x.size)
+    assert abs(x.var() - var) < 4 * err
+    lq = jax.vmap(lambda p: osq.reference_log_marginal(p, n))(paths.phi)
+    np.testing.assert_allclose(lq, -0.5 * x**2 / var - 0.5 * np.log(2 * np.pi * var), rtol=1e-4)
+    lz, lz_err = log_z_estimate(osq.log_weights(paths, n))
+    assert abs(lz - 0.878008) < 4 * lz_err  # REFERENCE.md, μ² = 1, g = 0.4
+    r = sq.stats.reweighted(x**2, osq.log_weights(paths, n))
+    assert abs(r.value - 0.862097) < 4 * r.error
+
+
+def test_fokker_planck_grid_matches_the_ou_solution_and_its_fisher_information():
+    # S = φ²/2, g² = 2, v = 0: q_t = N(0, 1 + (s² − 1) e^{−2t}), Fisher information 1/var
+    action = sq.Quartic0D(1.0, 0.0)
+    zero = lambda t, p: jnp.zeros_like(p)  # noqa: E731
+    osq = OptimalSQ(action, zero, g=SQRT2, T=1.0, reference="sq", prior_std=2.0)
+    ts = jnp.array([0.0, 0.25, 0.5, 1.0])
+    var = 1 + 3 * np.exp(-2 * np.asarray(ts))
+    x, q = fokker_planck_1d(osq, ts, x_max=10.0, n_grid=801)
+    dx = x[1] - x[0]
+    np.testing.assert_allclose((q * x**2).sum(1) * dx, var, rtol=2e-3)
+    np.testing.assert_allclose(
+        fisher_information(osq, ts, x_max=10.0, n_grid=801), 1 / var, rtol=5e-3
+    )
+
+
+def target_samples(action, n, key):
+    """Exact draws from e^{−S} (0-dim) by inverse CDF on a fine grid."""
+    grid = np.linspace(-4, 4, 40_001)
+    p = np.exp(-np.asarray(jax.vmap(action)(jnp.asarray(grid))))
+    cdf = np.cumsum(p)
+    cdf /= cdf[-1]
+    return jnp.asarray(np.interp(np.asarray(jr.uniform(key, (n,))), cdf, grid), jnp.float32)
+
+
+def test_corrected_cost_from_the_target_learns_a_zero_residual(tmp_path):
+    # SQ reference (g² = 2) started at the target stays at the target: the corrected terminal
+    # cost is constant and the optimal residual is zero; training from a random network drives
+    # it there
+    action = sq.DoubleWell0D()
+    spec = {
+        "model": "mlp",
+        "kwargs": {"width": 16, "depth": 2},
+        "schedule": None,
+        "config_shape": [],
+        "group": "euclidean",
+        "theory": {"name": "double_well", "params": {}},
+        "objective": {
+            "name": "osq",
+            "T": 0.5,
+            "g": SQRT2,
+            "steps": 20,
+            "reference": "sq",
+            "terminal": "corrected",
+            "prior": "target",
+        },
+    }
+    data = target_samples(action, 4096, jr.key(3))
+    model0 = sq.train.build_model(spec)
+    cfg = sq.TrainConfig(steps=400, batch=128, lr=3e-3, warmup=20, steps_per_call=100, ema=0.9)
+    res = sq.train.train(str(tmp_path / "z"), data, spec, cfg, progress=False)
+    ts = jnp.linspace(0, 0.5, 11)
+
+    def rms(m):
+        return float(jnp.sqrt(jnp.mean(jax.vmap(lambda t: m(t, data[:512]) ** 2)(ts))))
+
+    force_rms = float(jnp.sqrt(jnp.mean(action.force(data) ** 2)))
+    assert rms(res.model) < 0.1 * rms(model0), (rms(model0), rms(res.model), force_rms)
+    assert rms(res.model) < 0.01 * force_rms
+
+
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        ({"reference": "x"}, "reference"),
+        ({"terminal": "x"}, "terminal"),
+        ({"prior": "x"}, "prior"),
+        ({"g": 0.0}, "`g`"),
+        ({"T": -1.0}, "`T`"),
+        ({"prior_std": -1.0}, "prior_std"),
+        ({"prior_std": 0.0}, "point prior"),
+        ({"terminal": "corrected"}, "reference marginal"),
+    ],
+)
+def test_osq_bad_input(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        OptimalSQ(sq.DoubleWell0D(), random_mlp(), **kwargs)
+    with pytest.raises(ValueError, match="scalar"):
+        OptimalSQ(sq.U1Wilson2D(4, 1.0), random_mlp())
+
+
+def test_weights_need_a_known_reference_marginal():
+    osq = OptimalSQ(sq.DoubleWell0D(), random_mlp(), reference="sq")
+    paths = jax.vmap(lambda k: osq.simulate(k, 5))(jr.split(jr.key(0), 4))
+    with pytest.raises(ValueError, match="reference marginal"):
+        osq.log_weights(paths, 5)
