@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--t-mh", type=float, default=0.05, help="MAALA switch time, fraction of T")
     sa.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
     sa.add_argument("--chains", type=int, default=16, help="MAALA chains")
+    sa.add_argument(
+        "--anneal",
+        choices=("sde", "langevin"),
+        default="sde",
+        help="MAALA: reach t_mh by the reverse SDE or by annealed Langevin (--steps levels)",
+    )
     sa.add_argument("--thin", type=int, default=1, help="MAALA steps between saved configs")
     sa.add_argument("--corrector-steps", type=int, default=1, help="pc: Langevin corrector steps")
     sa.add_argument("--snr", type=float, default=0.16, help="pc: corrector signal-to-noise ratio")
@@ -403,6 +409,7 @@ def cmd_sample(args) -> int:
         thin=args.thin,
         corrector_steps=args.corrector_steps,
         snr=args.snr,
+        anneal=args.anneal,
         progress=not args.quiet,
     )
     save_ensemble(args.out, samples, meta)

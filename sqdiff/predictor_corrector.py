@@ -31,7 +31,7 @@ from .groups import U1, AbstractGroup, Euclidean
 from .sde import AbstractSchedule
 from .solvers import solve
 
-__all__ = ["predictor_corrector"]
+__all__ = ["annealed_langevin", "predictor_corrector"]
 
 
 def predictor_corrector(
@@ -87,4 +87,42 @@ def predictor_corrector(
         return x, None
 
     x, _ = jax.lax.scan(level, x, (jr.split(k_run, n_steps), ts[:-1], ts[1:]))
+    return x
+
+
+def annealed_langevin(
+    schedule: AbstractSchedule,
+    score: Callable,
+    key: PRNGKeyArray,
+    x: Float[Array, "..."],
+    t_levels: Float[Array, " levels"],
+    *,
+    steps_per_level: int = 5,
+    step_size: float,
+    group: AbstractGroup | None = None,
+) -> Float[Array, "..."]:
+    r"""Annealed Langevin dynamics (Song & Ermon, NeurIPS 2019, Alg. 1; the pre-Metropolis stage
+    of the published U(1) MAALA study): at each level `t_i` (decreasing), `steps_per_level`
+    Langevin steps `φ ← φ + ε_i s(t_i, φ) + √(2ε_i) z` with `ε_i = step_size · Σ(t_i)²/Σ(t_L)²`
+    (`t_L` the last level), each level solved as `Langevin` dynamics by diffrax
+    (Euler–Maruyama with `dt = ε_i`). `x` is the start (e.g. a prior draw)."""
+    from .dynamics import Langevin
+
+    group = group or Euclidean()
+    if not isinstance(steps_per_level, int) or steps_per_level < 1:
+        raise ValueError(f"`steps_per_level` must be a positive integer, got {steps_per_level!r}.")
+    if not step_size > 0:
+        raise ValueError(f"`step_size` must be > 0, got {step_size}.")
+    t_levels = jnp.asarray(t_levels, float)
+    sig_last = schedule.marginal_std(t_levels[-1])
+
+    def level(x, args):
+        k, t = args
+        eps = step_size * (schedule.marginal_std(t) / sig_last) ** 2
+        dyn = Langevin(force=lambda y: -score(t, y), group=group)
+        return solve(dyn, x, 0.0, eps * steps_per_level, key=k, n_steps=steps_per_level).ys[
+            -1
+        ], None
+
+    x, _ = jax.lax.scan(level, x, (jr.split(key, t_levels.shape[0]), t_levels))
     return x

@@ -5,8 +5,10 @@ training theory or conditioned on another lattice size / coupling.
 - `ode`: probability-flow ODE (Tsit5, fixed steps) from the prior (independent samples).
 - `pc`: predictor–corrector, reverse SDE steps each followed by `corrector_steps` Langevin
   corrector steps at signal-to-noise ratio `snr` (independent samples).
-- `maala`: reverse SDE to `t_mh`, then Metropolis-adjusted Langevin with the learned drift,
-  step `ε = c Σ(t_mh)²` (exact chain).
+- `maala`: reverse SDE to `t_mh` (or, with `anneal="langevin"`, annealed Langevin on `steps`
+  levels geometric in t from T to `t_mh`, 5 steps each with `ε_i = c Σ(t_i)²`, the published
+  U(1) schedule), then Metropolis-adjusted Langevin with the learned drift, step
+  `ε = c Σ(t_mh)²` (exact chain).
   `chains` chains each keep every `thin`-th step; with `chains = n` each chain contributes its
   state after `thin` steps, giving `n` independent samples.
 - `imh`: independence Metropolis with probability-flow proposals and their exact density
@@ -27,10 +29,11 @@ import numpy as np
 
 from ._batching import map_batched
 from .dynamics import ProbabilityFlow, Reverse
+from .groups import U1
 from .io import THEORIES
 from .mcmc import MAALA, flow_proposals, imh_chain, independence_mh, run_chains
 from .osq import effective_sample_size, log_z_estimate
-from .predictor_corrector import predictor_corrector
+from .predictor_corrector import annealed_langevin, predictor_corrector
 from .solvers import solve
 from .train import build_osq, is_osq, load_checkpoint, load_model
 
@@ -70,6 +73,7 @@ def sample_model(
     batch: int = 256,
     corrector_steps: int = 1,
     snr: float = 0.16,
+    anneal: str = "sde",
     progress: bool = False,
 ):
     """Draw `n` configurations from the model in `model_dir`. Returns
@@ -110,6 +114,8 @@ def sample_model(
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:
         raise ValueError(f"`c` must be > 0, got {c}.")
+    if anneal not in ("sde", "langevin"):
+        raise ValueError(f"`anneal` must be 'sde' or 'langevin', got {anneal!r}.")
     key = jr.key(seed)
     group = action.group
     meta = {
@@ -166,8 +172,23 @@ def sample_model(
         chains = max(1, min(chains, n))
         per_chain = -(-n // chains)
         k0, k1 = jr.split(key)
-        start = map_batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch, **bar)
         eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
+        if anneal == "sde":
+            start = map_batched(reverse_to(t_mh * sch.T), jr.split(k0, chains), batch, **bar)
+        else:
+            levels = sch.T * (t_mh) ** jnp.linspace(0.0, 1.0, steps)
+
+            def annealed(k):
+                ka, kb = jr.split(k)
+                x = sch.prior_sample(ka, shape)
+                if isinstance(group, U1):
+                    x = group.apply(jnp.zeros(shape), x)
+                return annealed_langevin(
+                    sch, model, kb, x, levels, steps_per_level=5, step_size=eps, group=group
+                )
+
+            start = map_batched(annealed, jr.split(k0, chains), batch, **bar)
+            meta["sampler"]["anneal"] = "langevin"
         # the rescaling is already in `model`; record it in the settings
         sampler = MAALA(action, model, t_mh * sch.T, eps, group=group)
         samples, acc = run_chains(

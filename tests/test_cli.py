@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+import sqdiff as sq
 from sqdiff.cli import main
 
 
@@ -362,3 +363,47 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
     table = json.loads((out / "results.json").read_text())["table"]
     assert set(table) == {"HMC", "DM", "DM+MAALA"}
     assert main(["demo", "--out", str(out), "--quiet"]) == 2  # never overwrites
+
+
+@pytest.fixture(scope="module")
+def osq_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("osq")
+    argv = ["osq", "double_well", "--out", str(d / "m"), "--iters", "40", "--steps", "100"]
+    assert main(argv + ["--batch", "64", "--steps-per-call", "20", "--quiet"]) == 0
+    return d
+
+
+def test_osq_command_trains_and_sample_writes_a_weighted_ensemble(osq_model, capsys):
+    out = osq_model / "w.npz"
+    argv = ["sample", str(osq_model / "m"), "--n", "300", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert "ESS" in capsys.readouterr().out
+    ens = sq.load_ensemble(str(out))
+    assert ens.log_weights.shape == (1, 300) and ens.metadata["weighted"]
+    assert main(["measure", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert 1 < res["ess"]["value"] <= 300 and res["<phi^2>"]["error"] > 0
+    imh = osq_model / "imh.npz"
+    argv = ["sample", str(osq_model / "m"), "--n", "300", "--method", "imh", "--out", str(imh)]
+    assert main(argv + ["--quiet"]) == 0
+    assert 0 < sq.load_ensemble(str(imh)).metadata["acceptance"] < 1
+
+
+def test_osq_command_bad_input(osq_model, tmp_path, capsys):
+    model = str(osq_model / "m")
+    for argv, msg in [
+        (["osq", "u1", "--param", "L=4"], "scalar theories"),
+        (["osq", "phi4", "--param", "L"], "NAME=VALUE"),
+        (["osq", "phi4", "--param", "L=8", "--param", "kappa=x"], "not a number"),
+        (["osq", "quartic", "--param", "q=1"], "bad --param"),
+        (["osq", "double_well", "--reference", "sq"], "reference marginal"),
+        (["osq", "double_well", "--g", "0"], "`g`"),
+        (["osq", "double_well", "--out", model], "already holds a model"),
+        (["sample", model, "--n", "8", "--method", "maala"], "optimal-SQ model samples"),
+        (["sample", model, "--n", "8", "--L", "8"], "no lattice size"),
+    ]:
+        if "--out" not in argv:
+            argv = argv + ["--out", str(tmp_path / "o")]
+        assert main(argv + ["--quiet"]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sqdiff: error:") and msg in err, err

@@ -214,6 +214,23 @@ def test_zero_dim_diffusion_model_reproduces_moments_and_action(tmp_path, mu2):
     assert abs(np.mean(x**2) / exact[0] - 1) < 0.03
     assert abs(np.mean(x**4) / exact[1] - 1) < 0.03
 
+    # MAALA with the trained score is exact: ⟨φ²⟩, ⟨φ⁴⟩ within 4σ (Γ-method over the chains)
+    t_mh = 0.05 * sch.T
+    x_mh = sq.solve(
+        sq.Reverse(sch, model),
+        sch.prior_sample(jr.key(4), (1000,)),
+        sch.T,
+        t_mh,
+        key=jr.key(5),
+        n_steps=500,
+    ).ys[-1]
+    maala = sq.MAALA(action, model, t_mh, 0.5 * float(sch.marginal_std(t_mh)) ** 2)
+    chains, acc = sq.run_chains(maala, jr.key(6), x_mh, 100, n_therm=20)
+    assert 0.3 < float(np.mean(acc)) <= 1
+    for k, value in zip((2, 4), exact, strict=True):
+        res = sq.stats.gamma_method(np.asarray(chains, np.float64).reshape(1000, 100, 1) ** k)
+        assert abs(res.value - value) < 4 * res.error, (k, res, value)
+
     # S_DM(φ, t) = −∫ s_θ dφ against the exact S_t = −log(e^{−S} ⊛ N(0, Σ(t)²)) and S itself,
     # up to a constant, within ±w of each minimum. Tolerance 0.2: the log-density of 5120
     # samples smeared over Σ(t) is resolved to ≈ 0.06 per point (≈ 300 samples per window).
