@@ -17,7 +17,7 @@ from .io import Ensemble, load_ensemble, save_ensemble
 from .kernels import FourierKernel
 from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
 from .observables import analyze
-from .predictor_corrector import predictor_corrector
+from .predictor_corrector import annealed_langevin, predictor_corrector
 from .sde import (
     AbstractSchedule,
     CustomSchedule,
@@ -61,6 +61,7 @@ __all__ = [
     "U1Wilson2D",
     "WolffPhi4",
     "analyze",
+    "annealed_langevin",
     "predictor_corrector",
     "io",
     "load_ensemble",

@@ -84,6 +84,16 @@ class GammaResult(NamedTuple):
     ess: float
 
 
+def _gradient(f, abar, h):
+    """Central-difference gradient of `f` at the primary means `abar` with steps `h`."""
+    grad = np.empty(abar.shape[0])
+    for a in range(abar.shape[0]):
+        e = np.zeros(abar.shape[0])
+        e[a] = h[a]
+        grad[a] = (f(abar + e) - f(abar - e)) / (2 * h[a])
+    return grad
+
+
 def gamma_method(
     data: ArrayLike,
     f: Callable[[np.ndarray], float] | None = None,
@@ -123,11 +133,7 @@ def gamma_method(
     # gradient of f at the means by central differences with scale-aware steps
     spread = x.reshape(N, A).std(0)
     h = np.where(spread > 0, spread, np.abs(abar) + 1.0) / np.sqrt(N)
-    grad = np.empty(A)
-    for a in range(A):
-        e = np.zeros(A)
-        e[a] = h[a]
-        grad[a] = (f(abar + e) - f(abar - e)) / (2 * h[a])
+    grad = _gradient(f, abar, h)
     proj = (x - abar) @ grad  # (R, n)
     # Γ(t) summed over replicas, by FFT
     nfft = 1 << int(np.ceil(np.log2(2 * n)))
@@ -212,11 +218,6 @@ def reweighted(
     value = float(f(abar))
     spread = np.sqrt(w @ (x - abar) ** 2)
     h = np.where(spread > 0, spread, np.abs(abar) + 1.0) * 1e-3
-    grad = np.empty(x.shape[1])
-    for a in range(x.shape[1]):
-        e = np.zeros(x.shape[1])
-        e[a] = h[a]
-        grad[a] = (f(abar + e) - f(abar - e)) / (2 * h[a])
-    psi = (x - abar) @ grad
+    psi = (x - abar) @ _gradient(f, abar, h)
     ess = float(1.0 / np.sum(w**2))
     return GammaResult(value, float(np.sqrt(np.sum(w**2 * psi**2))), 0.5, 0.0, 0, ess)

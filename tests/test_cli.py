@@ -277,9 +277,11 @@ def toy_model(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("method", ["sde", "ode", "pc", "maala", "imh"])
+@pytest.mark.parametrize("method", ["sde", "ode", "pc", "maala", "maala-annealed", "imh"])
 def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
     out = toy_model / f"{method}.npz"
+    extra = ["--anneal", "langevin"] if method == "maala-annealed" else []
+    method = method.split("-")[0]
     assert (
         main(
             [
@@ -298,6 +300,7 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
                 "--out",
                 str(out),
                 "--quiet",
+                *extra,
             ]
         )
         == 0

@@ -55,3 +55,21 @@ def test_pc_corrector_moves_the_sample():
 def test_pc_bad_input(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         sq.predictor_corrector(VE, score, jr.key(0), (4,), **kwargs)
+
+
+def test_annealed_langevin_then_maala_is_exact():
+    # annealed Langevin (not exact by itself) as the start of MAALA chains: κ2, κ4 within 4σ
+    ts = VE.T * 0.05 ** jnp.linspace(0.0, 1.0, 50)
+    eps = 0.5 * float(VE.marginal_std(0.05)) ** 2
+    x0 = VE.prior_sample(jr.key(2), (1000,))
+    start = sq.annealed_langevin(VE, score, jr.key(3), x0, ts, steps_per_level=5, step_size=eps)
+    action = lambda x: -jnp.sum(MIX.log_prob(x))  # noqa: E731
+    chains, _ = sq.run_chains(sq.MAALA(action, score, 0.05, eps), jr.key(4), start, 100)
+    moments = np.stack([np.asarray(chains, np.float64) ** k for k in range(1, 9)], -1)
+    for n, exact in zip((2, 4), KAPPA[:2], strict=True):
+        res = sq.stats.gamma_method(
+            moments, lambda a, n=n: float(sq.stats.cumulants_from_moments(a)[n - 1])
+        )
+        assert abs(res.value - exact) < 4 * res.error, (n, res, exact)
+    with pytest.raises(ValueError, match="steps_per_level"):
+        sq.annealed_langevin(VE, score, jr.key(0), x0, ts, steps_per_level=0, step_size=eps)

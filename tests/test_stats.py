@@ -79,3 +79,20 @@ def test_stats_bad_input():
         sq.stats.gamma_method(np.ones((10, 2)))
     with pytest.raises(ValueError, match="n_blocks"):
         sq.stats.jackknife(np.mean, np.ones(5), 10)
+
+
+def test_reweighted_estimates_and_errors():
+    x = np.random.default_rng(0).normal(size=50_000)
+    # equal weights: the plain mean and its standard error
+    r = sq.stats.reweighted(x**2, np.zeros_like(x))
+    assert abs(r.value - np.mean(x**2)) < 1e-9
+    assert abs(r.error / (np.std(x**2) / np.sqrt(x.size)) - 1) < 1e-3
+    assert abs(r.ess - x.size) < 1e-6
+    # N(0, 1) samples reweighted to N(0, 1.5²): ⟨x²⟩ = 2.25, a ratio ⟨x⁴⟩/⟨x²⟩ = 3·2.25
+    lw = x**2 / 2 - x**2 / (2 * 1.5**2)
+    r = sq.stats.reweighted(x**2, lw)
+    assert abs(r.value - 2.25) < 4 * r.error and r.ess < 0.9 * x.size
+    r = sq.stats.reweighted(np.stack([x**2, x**4], -1), lw, lambda a: a[1] / a[0])
+    assert abs(r.value - 6.75) < 4 * r.error
+    with pytest.raises(ValueError, match="log_weights"):
+        sq.stats.reweighted(x[:10], lw[:5])
