@@ -7,6 +7,7 @@ Statistics*, Vol. 1, §3.14). Errors by the delete-one-block jackknife (Efron & 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from math import comb
 from typing import NamedTuple
@@ -188,6 +189,9 @@ def effective_sample_size(data: ArrayLike) -> float:
     return gamma_method(data).ess
 
 
+MIN_ESS = 10.0
+
+
 def reweighted(
     data: ArrayLike,
     log_weights: ArrayLike,
@@ -197,7 +201,8 @@ def reweighted(
     with log-weights `log w`, and its delta-method error
     `σ² = Σ_i w_i² ψ_i² / (Σ w)²`, `ψ_i = Σ_α ∂f/∂a_α (a_iα − ā_α)` (Owen, *Monte Carlo theory,
     methods and examples*, 2013, Ch. 9.2). `ess` is Kish's `(Σw)²/Σw²`; `tau_int` is ½
-    (independent samples)."""
+    (independent samples). Below `MIN_ESS` effective samples the error is `inf`: the estimate
+    is then not to be trusted at all."""
     x = np.asarray(data, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
     lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
@@ -220,4 +225,7 @@ def reweighted(
     h = np.where(spread > 0, spread, np.abs(abar) + 1.0) * 1e-3
     psi = (x - abar) @ _gradient(f, abar, h)
     ess = float(1.0 / np.sum(w**2))
-    return GammaResult(value, float(np.sqrt(np.sum(w**2 * psi**2))), 0.5, 0.0, 0, ess)
+    # with a handful of dominant weights the delta-method error collapses towards zero
+    # (one weight: exactly zero); below MIN_ESS there is no error estimate
+    error = float(np.sqrt(np.sum(w**2 * psi**2))) if ess >= MIN_ESS else math.inf
+    return GammaResult(value, error, 0.5, 0.0, 0, ess)

@@ -96,3 +96,11 @@ def test_reweighted_estimates_and_errors():
     assert abs(r.value - 6.75) < 4 * r.error
     with pytest.raises(ValueError, match="log_weights"):
         sq.stats.reweighted(x[:10], lw[:5])
+
+
+def test_reweighted_gives_no_error_below_ten_effective_samples():
+    x = np.linspace(0, 1, 100)
+    lw = np.zeros(100)
+    lw[3] = 50.0  # one weight dominates: ESS ≈ 1
+    r = sq.stats.reweighted(x, lw)
+    assert r.ess < 1.01 and math.isinf(r.error) and abs(r.value - x[3]) < 1e-12
