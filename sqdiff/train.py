@@ -253,10 +253,16 @@ def load_model(model_dir: str, ema: bool = True):
 
 # --- the loop ---------------------------------------------------------------------------------
 def _check_data(spec, data):
+    gaussian_osq = is_osq(spec) and spec["objective"].get("prior", "gaussian") == "gaussian"
     if data is None:
-        if is_osq(spec) and spec["objective"].get("prior", "gaussian") == "gaussian":
+        if gaussian_osq:
             return None
         raise ValueError("training needs `data` (n, *config_shape).")
+    if gaussian_osq:
+        raise ValueError(
+            "an optimal-SQ model with a Gaussian prior takes no `data`; pass data=None, or "
+            "prior 'target' / 'ensemble' to start from the given configurations."
+        )
     data = jnp.asarray(data)
     shape = tuple(spec["config_shape"])
     if data.ndim != len(shape) + 1 or tuple(data.shape[1:]) != shape:

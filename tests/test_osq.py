@@ -159,6 +159,23 @@ def test_osq_bad_input(kwargs, msg):
         OptimalSQ(sq.U1Wilson2D(4, 1.0), random_mlp())
 
 
+def test_training_data_must_match_the_prior(tmp_path):
+    spec = {
+        "model": "mlp",
+        "kwargs": {"width": 8, "depth": 1},
+        "schedule": None,
+        "config_shape": [],
+        "theory": {"name": "double_well", "params": {}},
+        "objective": {"name": "osq", "steps": 5, "reference": "brownian", "prior_std": 0.0},
+    }
+    cfg = sq.TrainConfig(steps=1, batch=4)
+    with pytest.raises(ValueError, match="takes no `data`"):
+        sq.train.train(str(tmp_path / "a"), jnp.zeros(8), spec, cfg, progress=False)
+    spec["objective"]["prior"] = "target"
+    with pytest.raises(ValueError, match="needs `data`"):
+        sq.train.train(str(tmp_path / "b"), None, spec, cfg, progress=False)
+
+
 def test_weights_need_a_known_reference_marginal():
     osq = OptimalSQ(sq.DoubleWell0D(), random_mlp(), reference="sq")
     paths = jax.vmap(lambda k: osq.simulate(k, 5))(jr.split(jr.key(0), 4))
