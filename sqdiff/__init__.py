@@ -1,6 +1,6 @@
 """sqdiff: diffusion models and stochastic quantization on the lattice."""
 
-from . import io, mcmc, nn, objectives, observables, stats, theories, train
+from . import io, mcmc, nn, objectives, observables, osq, stats, theories, train
 from .dynamics import (
     SDE,
     AbstractDynamics,
@@ -17,6 +17,7 @@ from .io import Ensemble, load_ensemble, save_ensemble
 from .kernels import FourierKernel
 from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
 from .observables import analyze
+from .osq import OptimalSQ
 from .predictor_corrector import annealed_langevin, predictor_corrector
 from .sde import (
     AbstractSchedule,
@@ -61,6 +62,8 @@ __all__ = [
     "U1Wilson2D",
     "WolffPhi4",
     "analyze",
+    "OptimalSQ",
+    "osq",
     "annealed_langevin",
     "predictor_corrector",
     "io",
