@@ -18,7 +18,6 @@ import jax.random as jr
 import numpy as np
 
 import sqdiff as sq
-from sqdiff.osq import effective_sample_size
 from sqdiff.train import TrainConfig, build_osq, train
 
 
@@ -92,7 +91,7 @@ def main():
     lw = np.asarray(osq.log_weights(paths, args.steps), np.float64)
     absm = np.abs(np.asarray(paths.phi).mean((1, 2)))
     r = sq.stats.reweighted(absm, lw)
-    ess = effective_sample_size(lw)
+    ess = r.ess
     result = {
         "L": L,
         "HMC <|M|>": [ref.value, ref.error],

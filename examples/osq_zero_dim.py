@@ -19,7 +19,7 @@ import numpy as np
 from scipy import integrate
 
 import sqdiff as sq
-from sqdiff.osq import effective_sample_size, fisher_information, fokker_planck_1d, log_z_estimate
+from sqdiff.osq import fisher_from_marginals, fokker_planck_1d, log_z_estimate
 from sqdiff.train import TrainConfig, build_osq, train
 
 THEORIES = {"double_well": {}, "cosine": {"k": 5.0}}
@@ -83,11 +83,12 @@ def main():
             "exact <phi^2>": m2,
             "log Z": [lz, lz_err],
             "exact log Z": float(np.log(z)),
-            "ESS": effective_sample_size(lw),
+            "ESS": r.ess,
             "n": args.n,
         }
         ts = np.linspace(0, 1, 21)
-        curves[name] = (x, ts, fisher_information(osq, ts), fokker_planck_1d(osq, [1.0]))
+        grid, q = fokker_planck_1d(osq, ts)  # one solve: marginals and Fisher curve
+        curves[name] = (x, ts, fisher_from_marginals(grid, q), (grid, q))
         print(name, json.dumps(results[name]))
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)

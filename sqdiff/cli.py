@@ -370,6 +370,7 @@ def cmd_sample(args) -> int:
     from .sampling import sample_model, sample_osq
     from .train import is_osq, load_checkpoint
 
+    extra = ""
     if is_osq(load_checkpoint(args.model_dir)[0]):
         if args.beta is not None:
             raise CLIError("--beta conditioning is for diffusion models of U(1)")
@@ -382,41 +383,36 @@ def cmd_sample(args) -> int:
             steps=args.steps,
             progress=not args.quiet,
         )
-        save_ensemble(args.out, samples, meta, log_weights=log_w)
         extra = (
             f", ESS {meta['ess']:.1f}/{args.n}, log Z {meta['log_z']:.5f} ± "
             f"{meta['log_z_error']:.5f}"
             if "ess" in meta
             else " (unweighted: reference marginal unknown)"
         )
-        print(
-            f"wrote {args.out}: {samples.shape[1]} configurations of {action.name} "
-            f"{action.params} by {meta['sampler']['sampler']}, acceptance "
-            f"{meta['acceptance']:.3f}{extra}"
+    else:
+        log_w = None
+        samples, meta, action = sample_model(
+            args.model_dir,
+            args.n,
+            args.method,
+            seed=args.seed,
+            L=args.L,
+            beta=args.beta,
+            steps=500 if args.steps is None else args.steps,
+            t_mh=args.t_mh,
+            c=args.c,
+            chains=args.chains,
+            thin=args.thin,
+            corrector_steps=args.corrector_steps,
+            snr=args.snr,
+            anneal=args.anneal,
+            progress=not args.quiet,
         )
-        return 0
-    samples, meta, action = sample_model(
-        args.model_dir,
-        args.n,
-        args.method,
-        seed=args.seed,
-        L=args.L,
-        beta=args.beta,
-        steps=500 if args.steps is None else args.steps,
-        t_mh=args.t_mh,
-        c=args.c,
-        chains=args.chains,
-        thin=args.thin,
-        corrector_steps=args.corrector_steps,
-        snr=args.snr,
-        anneal=args.anneal,
-        progress=not args.quiet,
-    )
-    save_ensemble(args.out, samples, meta)
+    save_ensemble(args.out, samples, meta, log_weights=log_w)
     print(
         f"wrote {args.out}: {samples.shape[0]}×{samples.shape[1]} configurations of "
         f"{action.name} {action.params} by {meta['sampler']['sampler']}, acceptance "
-        f"{meta['acceptance']:.3f}"
+        f"{meta['acceptance']:.3f}{extra}"
     )
     return 0
 

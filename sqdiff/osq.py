@@ -55,7 +55,16 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .groups import Euclidean
 from .theories.base import AbstractAction
 
-__all__ = ["OptimalSQ", "OSQPaths", "REFERENCES", "PRIORS", "fisher_information"]
+__all__ = [
+    "OptimalSQ",
+    "OSQPaths",
+    "REFERENCES",
+    "PRIORS",
+    "fisher_from_marginals",
+    "fisher_information",
+    "fokker_planck_1d",
+    "log_z_estimate",
+]
 
 REFERENCES = ("sq", "brownian", "ou")
 PRIORS = ("gaussian", "target", "ensemble")
@@ -294,13 +303,6 @@ def log_z_estimate(log_w: Float[Array, " n"]) -> tuple[float, float]:
     return float(np.log(w.mean()) + lw.max()), float(w.std(ddof=1) / (np.sqrt(n) * w.mean()))
 
 
-def effective_sample_size(log_w: Float[Array, " n"]) -> float:
-    """Kish's `(Σw)²/Σw²`."""
-    lw = np.asarray(log_w, np.float64)
-    w = np.exp(lw - lw.max())
-    return float(w.sum() ** 2 / np.sum(w**2))
-
-
 # --- Fokker–Planck on a grid (0-dim): marginals and the Fisher-information curve -------------
 def fokker_planck_1d(
     osq: OptimalSQ,
@@ -360,11 +362,16 @@ def fisher_information(
     **grid,
 ) -> np.ndarray:
     r"""The Fisher-information curve `c(t) = 𝒩 E_{q_t}[|∂_φ ln q_t|²] = 𝒩 ∫ (∂_φ q_t)²/q_t dφ`
-    along the trained process (0-dim), with `q_t` from `fokker_planck_1d` (central differences
-    for `∂_φ q`, cells with `q < 10⁻¹²` of the peak left out). `𝒩 = normalisation`."""
-    x, q = fokker_planck_1d(osq, ts, **grid)
+    along the trained process (0-dim), with `q_t` from `fokker_planck_1d`. `𝒩 = normalisation`.
+    Use `fisher_from_marginals` when the marginals are already at hand."""
+    return normalisation * fisher_from_marginals(*fokker_planck_1d(osq, ts, **grid))
+
+
+def fisher_from_marginals(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """`∫ (∂_φ q)²/q dφ` for each row of grid densities `q` on the uniform grid `x` (central
+    differences for `∂_φ q`; cells with `q < 10⁻¹²` of the row's peak left out)."""
     dx = x[1] - x[0]
     dq = np.gradient(q, dx, axis=1)
     mask = q > 1e-12 * q.max(1, keepdims=True)
     integrand = np.where(mask, dq**2 / np.where(mask, q, 1.0), 0.0)
-    return normalisation * integrand.sum(1) * dx
+    return integrand.sum(1) * dx

@@ -34,6 +34,12 @@ from .solvers import solve
 __all__ = ["annealed_langevin", "predictor_corrector"]
 
 
+def _on_group(group, x):
+    """A flat draw `x` as a group state: `apply(0, x)` (identity on Euclidean fields, wrapping
+    on U(1) angles)."""
+    return group.apply(jnp.zeros_like(x), x)
+
+
 def predictor_corrector(
     schedule: AbstractSchedule,
     score: Callable,
@@ -65,9 +71,7 @@ def predictor_corrector(
     rev = Reverse(schedule, score, group=group)
     ts = jnp.linspace(schedule.T, t_min, n_steps + 1)
     k_prior, k_run = jr.split(key)
-    x = schedule.prior_sample(k_prior, shape)
-    if isinstance(group, U1):
-        x = group.apply(jnp.zeros(shape), x)
+    x = _on_group(group, schedule.prior_sample(k_prior, shape))
 
     def corrector(x, args):
         k, t = args
@@ -105,7 +109,8 @@ def annealed_langevin(
     of the published U(1) MAALA study): at each level `t_i` (decreasing), `steps_per_level`
     Langevin steps `φ ← φ + ε_i s(t_i, φ) + √(2ε_i) z` with `ε_i = step_size · Σ(t_i)²/Σ(t_L)²`
     (`t_L` the last level), each level solved as `Langevin` dynamics by diffrax
-    (Euler–Maruyama with `dt = ε_i`). `x` is the start (e.g. a prior draw)."""
+    (Euler–Maruyama with `dt = ε_i`). `x` is the start (e.g. a prior draw; U(1) angles are
+    wrapped to (−π, π] first)."""
     from .dynamics import Langevin
 
     group = group or Euclidean()
@@ -114,6 +119,7 @@ def annealed_langevin(
     if not step_size > 0:
         raise ValueError(f"`step_size` must be > 0, got {step_size}.")
     t_levels = jnp.asarray(t_levels, float)
+    x = _on_group(group, jnp.asarray(x))
     sig_last = schedule.marginal_std(t_levels[-1])
 
     def level(x, args):

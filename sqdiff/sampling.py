@@ -29,12 +29,12 @@ import numpy as np
 
 from ._batching import map_batched
 from .dynamics import ProbabilityFlow, Reverse
-from .groups import U1
 from .io import THEORIES
 from .mcmc import MAALA, flow_proposals, imh_chain, independence_mh, run_chains
-from .osq import effective_sample_size, log_z_estimate
+from .osq import log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
 from .solvers import solve
+from .stats import kish_ess
 from .train import build_osq, is_osq, load_checkpoint, load_model
 
 __all__ = ["METHODS", "OSQ_METHODS", "RescaledScore", "sample_model", "sample_osq"]
@@ -55,6 +55,25 @@ class RescaledScore(eqx.Module):
 
     def __call__(self, t, phi):
         return self.factor * self.model(t, phi)
+
+
+def _with_lattice_size(theory: dict, L: int | None) -> dict:
+    """The recorded theory parameters, with the lattice size replaced by `L` if given."""
+    params = dict(theory["params"])
+    if L is not None:
+        if "L" not in params:
+            raise ValueError(f"theory {theory['name']!r} has no lattice size to change.")
+        params["L"] = L
+    return params
+
+
+def _check_runs_on(network, shape) -> None:
+    """A clear error if `network(t, φ)` cannot take a field of `shape` (e.g. an L the U-Net's
+    down-sampling cannot handle)."""
+    try:
+        jax.eval_shape(network, 0.5, jax.ShapeDtypeStruct(shape, jnp.float32))
+    except ValueError as e:
+        raise ValueError(f"the model cannot run on {shape}: {e}") from None
 
 
 def sample_model(
@@ -89,12 +108,8 @@ def sample_model(
     theory = spec.get("theory")
     if not theory or theory.get("name") not in THEORIES:
         raise ValueError(f"{model_dir!r} records no theory; it cannot be sampled here.")
-    params = dict(theory["params"])
+    params = _with_lattice_size(theory, L)
     beta_ratio = 1.0
-    if L is not None:
-        if "L" not in params:
-            raise ValueError(f"theory {theory['name']!r} has no lattice size to change.")
-        params["L"] = L
     if beta is not None:
         if theory["name"] != "u1":
             raise ValueError("--beta conditioning is implemented for the U(1) theory.")
@@ -106,10 +121,7 @@ def sample_model(
         model = RescaledScore(model, beta_ratio)
     sch = model.schedule
     shape = action.config_shape
-    try:
-        jax.eval_shape(model, 0.5, jax.ShapeDtypeStruct(shape, jnp.float32))
-    except ValueError as e:
-        raise ValueError(f"the model cannot run on {shape}: {e}") from None
+    _check_runs_on(model, shape)
     if not 0 < t_mh < 1:
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:
@@ -181,8 +193,6 @@ def sample_model(
             def annealed(k):
                 ka, kb = jr.split(k)
                 x = sch.prior_sample(ka, shape)
-                if isinstance(group, U1):
-                    x = group.apply(jnp.zeros(shape), x)
                 return annealed_langevin(
                     sch, model, kb, x, levels, steps_per_level=5, step_size=eps, group=group
                 )
@@ -244,20 +254,11 @@ def sample_osq(
     steps = int(spec["objective"]["steps"]) if steps is None else steps
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
-    spec = dict(spec)
-    if L is not None:
-        params = dict(spec["theory"]["params"])
-        if "L" not in params:
-            raise ValueError(f"theory {spec['theory']['name']!r} has no lattice size to change.")
-        params["L"] = L
-        spec["theory"] = {**spec["theory"], "params": params}
+    spec = {**spec, "theory": {**spec["theory"], "params": _with_lattice_size(spec["theory"], L)}}
     osq = build_osq(spec, load_model(model_dir))
     if osq.prior != "gaussian":
         raise ValueError("sampling needs a Gaussian prior π (this model starts from an ensemble).")
-    try:
-        jax.eval_shape(osq.residual, 0.5, jax.ShapeDtypeStruct(osq.shape, jnp.float32))
-    except ValueError as e:
-        raise ValueError(f"the model cannot run on {osq.shape}: {e}") from None
+    _check_runs_on(osq.residual, osq.shape)
     key_paths, key_mh = jr.split(jr.key(seed))
     paths = map_batched(
         lambda k: osq.simulate(k, steps), jr.split(key_paths, n), batch, progress, "osq paths"
@@ -272,7 +273,7 @@ def sample_osq(
     log_w = None
     if osq.has_log_z:  # Brownian / OU reference from a Gaussian π: q_T^ref known
         log_w = np.asarray(osq.log_weights(paths, steps), np.float64)
-        meta["ess"] = effective_sample_size(log_w)
+        meta["ess"] = kish_ess(log_w)
         meta["log_z"], meta["log_z_error"] = log_z_estimate(log_w)
     else:
         meta["weights"] = "none: the SQ reference marginal from a Gaussian prior is unknown"

@@ -24,6 +24,7 @@ __all__ = [
     "effective_sample_size",
     "gamma_method",
     "jackknife",
+    "kish_ess",
     "reweighted",
 ]
 
@@ -192,6 +193,14 @@ def effective_sample_size(data: ArrayLike) -> float:
 MIN_ESS = 10.0
 
 
+def kish_ess(log_weights: ArrayLike) -> float:
+    """Kish's effective sample size `(Σw)²/Σw²` of importance log-weights (any constant
+    offset cancels)."""
+    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    w = np.exp(lw - lw.max())
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
 def reweighted(
     data: ArrayLike,
     log_weights: ArrayLike,
@@ -224,7 +233,7 @@ def reweighted(
     spread = np.sqrt(w @ (x - abar) ** 2)
     h = np.where(spread > 0, spread, np.abs(abar) + 1.0) * 1e-3
     psi = (x - abar) @ _gradient(f, abar, h)
-    ess = float(1.0 / np.sum(w**2))
+    ess = kish_ess(lw)
     # with a handful of dominant weights the delta-method error collapses towards zero
     # (one weight: exactly zero); below MIN_ESS there is no error estimate
     error = float(np.sqrt(np.sum(w**2 * psi**2))) if ess >= MIN_ESS else math.inf
