@@ -36,6 +36,7 @@ from .theories import (
     Quartic0D,
     SUNWilson,
     U1Wilson2D,
+    u1_exact_samples,
 )
 from .train import TrainConfig, load_model
 
@@ -60,6 +61,7 @@ __all__ = [
     "Quartic0D",
     "SUNWilson",
     "U1Wilson2D",
+    "u1_exact_samples",
     "WolffPhi4",
     "analyze",
     "OptimalSQ",

@@ -24,7 +24,11 @@ path measure is `P* ∝ P_ref e^{−Φ(φ_T)}` (Boué–Dupuis / Doob: `v* = g²
   `g² = 2` started at the target it is `∝ e^{−2S}`;
 - corrected:  `q_T* ∝ e^{−S}`, exactly the target (needs `q_T^ref`, known for the Brownian and
   OU references from a Gaussian π, and for the SQ reference started at the target, where it is
-  the target itself and the corrected cost is constant: the optimal residual is zero).
+  the target itself and the corrected cost is constant: the optimal residual is zero). For a
+  single-site (0-dim) theory the SQ reference from a Gaussian π is also allowed: its discrete
+  marginal is computed by Chapman–Kolmogorov on a grid (`sq_reference_marginal`). The running
+  cost is then `½∫g⁻²|v_θ|²` alone and the reference already carries the force, so the residual
+  only has to move mass between the wells that Langevin dynamics cannot cross in time T.
 
 Paths are integrated by Euler–Maruyama (diffrax `Euler` on one custom term) on `n_steps` equal
 steps, with the running cost `C = ½∫g⁻²|u−f|²dt` and the martingale `M = ∫g⁻¹(u−f)·dW`
@@ -64,9 +68,11 @@ __all__ = [
     "fisher_information",
     "fokker_planck_1d",
     "log_z_estimate",
+    "sq_reference_marginal",
 ]
 
 REFERENCES = ("sq", "brownian", "ou")
+LOSSES = ("kl", "log_variance")
 PRIORS = ("gaussian", "target", "ensemble")
 TERMINALS = ("plain", "corrected")
 
@@ -87,6 +93,7 @@ class _ControlledTerm(diffrax.AbstractTerm):
     osq: OptimalSQ
     noise: Array  # (n_steps, *shape)
     dt: float
+    detach: bool = eqx.field(static=True, default=False)
 
     def vf(self, t, y, args):
         return self.osq.drift_and_control(t, y[0])
@@ -99,6 +106,10 @@ class _ControlledTerm(diffrax.AbstractTerm):
     def prod(self, vf, control):
         (u, c), (h, dw) = vf, control
         g = self.osq.g
+        if self.detach:  # path driven by ū = stop_gradient(u); C̃ = ∫g⁻²[c·c̄ − ½|c|²]dt
+            cb = jax.lax.stop_gradient(c)
+            dc = (jnp.sum(c * cb) - 0.5 * jnp.sum(c**2)) / g**2 * h
+            return jax.lax.stop_gradient(u) * h + g * dw, dc, jnp.sum(c * dw) / g
         return u * h + g * dw, 0.5 * jnp.sum(c**2) / g**2 * h, jnp.sum(c * dw) / g
 
 
@@ -120,6 +131,7 @@ class OptimalSQ(eqx.Module):
     prior_mean: float = eqx.field(static=True)
     prior_std: float = eqx.field(static=True)
     ou_std: float = eqx.field(static=True)
+    loss_kind: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -134,6 +146,7 @@ class OptimalSQ(eqx.Module):
         prior_mean: float = 0.0,
         prior_std: float = 1.0,
         ou_std: float | None = None,
+        loss: str = "kl",
     ):
         if not isinstance(getattr(action, "group", Euclidean()), Euclidean):
             raise ValueError("optimal SQ is implemented for scalar (Euclidean) fields.")
@@ -143,6 +156,8 @@ class OptimalSQ(eqx.Module):
             raise ValueError(f"`terminal` must be one of {TERMINALS}, got {terminal!r}.")
         if prior not in PRIORS:
             raise ValueError(f"`prior` must be one of {PRIORS}, got {prior!r}.")
+        if loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}.")
         for name, v in (("g", g), ("T", T)):
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be a finite number > 0, got {v!r}.")
@@ -156,6 +171,7 @@ class OptimalSQ(eqx.Module):
         self.action, self.residual = action, residual
         self.g, self.T = float(g), float(T)
         self.reference, self.terminal, self.prior = reference, terminal, prior
+        self.loss_kind = loss
         self.prior_mean, self.prior_std, self.ou_std = (
             float(prior_mean),
             float(prior_std),
@@ -195,15 +211,18 @@ class OptimalSQ(eqx.Module):
         n_steps: int,
         phi0: Float[Array, "..."] | None = None,
         ts: Float[Array, " k"] | None = None,
+        detach: bool = False,
     ) -> OSQPaths:
         """One path by Euler–Maruyama on `n_steps` equal steps; `vmap` over keys (and `phi0`).
-        `ts` saves the states at those times (for figures) instead of only `φ_T`."""
+        `ts` saves the states at those times (for figures) instead of only `φ_T`. `detach=True`
+        (the log-variance loss) drives the path by `stop_gradient(u)`: the values are the same,
+        and θ enters only through the integrands of `C + M` (Nüsken & Richter 2021)."""
         if not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
         k0, k1 = jr.split(key)
         phi0 = self.sample_prior(k0) if phi0 is None else jnp.asarray(phi0, float)
         noise = jr.normal(k1, (n_steps,) + phi0.shape, phi0.dtype)
-        term = _ControlledTerm(self, noise, self.T / n_steps)
+        term = _ControlledTerm(self, noise, self.T / n_steps, detach)
         zero = jnp.zeros((), phi0.dtype)
         saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=jnp.asarray(ts))
         sol = diffrax.diffeqsolve(
@@ -224,22 +243,37 @@ class OptimalSQ(eqx.Module):
         return OSQPaths(phi, cost, mart, phi0)
 
     # --- costs and weights --------------------------------------------------------------------
+    @property
+    def _sq_on_grid(self) -> bool:
+        """SQ reference from a Gaussian π on one site: `q_T^ref` by Chapman–Kolmogorov."""
+        return (
+            self.reference == "sq"
+            and self.prior == "gaussian"
+            and int(np.prod(self.shape, dtype=int)) == 1
+        )
+
     def _check_reference_marginal(self, what):
-        ok = (self.reference in ("brownian", "ou") and self.prior == "gaussian") or (
-            self.reference == "sq" and self.prior == "target"
+        ok = (
+            (self.reference in ("brownian", "ou") and self.prior == "gaussian")
+            or (self.reference == "sq" and self.prior == "target")
+            or self._sq_on_grid
         )
         if not ok:
             raise ValueError(
                 f"{what} needs the reference marginal q_T^ref: use reference 'brownian' or "
-                f"'ou' with a Gaussian prior, or reference 'sq' with prior 'target' (got "
-                f"reference {self.reference!r}, prior {self.prior!r})."
+                f"'ou' with a Gaussian prior, reference 'sq' with prior 'target', or reference "
+                f"'sq' with a Gaussian prior on a single-site theory (got reference "
+                f"{self.reference!r}, prior {self.prior!r}, shape {self.shape})."
             )
 
     def reference_log_marginal(self, phi: Float[Array, "..."], n_steps: int) -> Float[Array, ""]:
         r"""`log q_T^ref(φ)` of the discrete (Euler–Maruyama, `n_steps`) reference chain:
         Brownian `N(m, s² + g²T)`; OU `N(m, r^K s² + g²h (1−r^K)/(1−r))`, `r = (1 − ah)²`,
-        `a = g²/(2 s_ou²)`; SQ from the target: `−S(φ)` (up to the unknown `−log Z`)."""
+        `a = g²/(2 s_ou²)`; SQ from the target: `−S(φ)` (up to the unknown `−log Z`); SQ from
+        a Gaussian on one site: `sq_reference_marginal`."""
         self._check_reference_marginal("log q_T^ref")
+        if self._sq_on_grid:
+            return sq_reference_marginal(self, n_steps)(jnp.reshape(phi, ()))
         if self.reference == "sq":
             return -self.action(phi)
         h = self.T / n_steps
@@ -258,7 +292,7 @@ class OptimalSQ(eqx.Module):
         reference started at the target)."""
         if self.terminal == "plain":
             return self.action(phi)
-        if self.reference == "sq":  # prior 'target': S + log q_T^ref = −log Z, a constant
+        if self.reference == "sq" and self.prior == "target":  # S + log q_T^ref = −log Z
             return jnp.zeros((), phi.dtype)
         return self.action(phi) + self.reference_log_marginal(phi, n_steps)
 
@@ -269,14 +303,25 @@ class OptimalSQ(eqx.Module):
         n_steps: int,
         phi0: Float[Array, "batch ..."] | None = None,
     ) -> Float[Array, ""]:
-        """Monte Carlo estimate of `L(θ) = E[½∫g⁻²|u−f|² dt + Φ(φ_T)]` over `batch` paths. The
-        martingale `M` has mean zero and is left out (it only adds variance)."""
+        r"""Monte Carlo estimate of the training loss over `batch` paths.
+
+        - `loss="kl"`: `L(θ) = E[½∫g⁻²|u−f|² dt + Φ(φ_T)]`, the path KL to `P*` up to a
+          constant, differentiated through the solve (the martingale `M` has mean zero and is
+          left out: it only adds variance).
+        - `loss="log_variance"`: `Var[log dP^u/dP_ref + Φ(φ_T)]` over paths driven by the
+          detached drift `ū` (Nüsken & Richter 2021, "log-variance loss"): it is zero exactly at
+          the optimal control, where `C + M + Φ ≡ −log Z`, so its gradient noise vanishes
+          there, unlike the KL's. Numerically it is the variance of the log-weights
+          (`−log w = C + M + Φ` for the corrected cost): it maximises the ESS directly."""
         keys = jr.split(key, batch)
+        detach = self.loss_kind == "log_variance"
         if phi0 is None:
-            paths = jax.vmap(lambda k: self.simulate(k, n_steps))(keys)
+            paths = jax.vmap(lambda k: self.simulate(k, n_steps, detach=detach))(keys)
         else:
-            paths = jax.vmap(lambda k, p: self.simulate(k, n_steps, p))(keys, phi0)
+            paths = jax.vmap(lambda k, p: self.simulate(k, n_steps, p, detach=detach))(keys, phi0)
         term = jax.vmap(lambda p: self.terminal_cost(p, n_steps))(paths.phi)
+        if detach:
+            return jnp.var(paths.running_cost + paths.martingale + term)
         return jnp.mean(paths.running_cost + term)
 
     def log_weights(self, paths: OSQPaths, n_steps: int) -> Float[Array, " n"]:
@@ -292,7 +337,9 @@ class OptimalSQ(eqx.Module):
     @property
     def has_log_z(self) -> bool:
         """Whether `log_weights` estimate `log Z` (normalised reference marginal)."""
-        return self.reference in ("brownian", "ou") and self.prior == "gaussian"
+        return (self.reference in ("brownian", "ou") and self.prior == "gaussian") or (
+            self._sq_on_grid
+        )
 
 
 def log_z_estimate(log_w: Float[Array, " n"]) -> tuple[float, float]:
@@ -301,6 +348,82 @@ def log_z_estimate(log_w: Float[Array, " n"]) -> tuple[float, float]:
     w = np.exp(lw - lw.max())
     n = lw.shape[0]
     return float(np.log(w.mean()) + lw.max()), float(w.std(ddof=1) / (np.sqrt(n) * w.mean()))
+
+
+# --- the discrete SQ reference marginal (one site) -------------------------------------------
+_SQ_TABLES: dict = {}
+
+
+def sq_reference_marginal(osq: OptimalSQ, n_steps: int, points_per_width: int = 8) -> Callable:
+    r"""`log q_T^ref` of the *discrete* SQ reference chain on one site,
+    `φ_{k+1} = φ_k − h S'(φ_k) + g√h ξ_k`, `h = T/n_steps`, `φ_0 ~ N(m, s²)`, as a function of
+    `φ`. Chapman–Kolmogorov on a uniform grid `x_i` (spacing `g√h/points_per_width`, range
+    `m ± (10 s + 10 g√T)`): `q_{k+1}(x_j) = Σ_i Δx q_k(x_i) N(x_j; x_i − hS'(x_i), g²h)` (a
+    banded matrix, ±12 kernel widths), and the last step is evaluated at the point itself,
+    `log q_K(φ) = logsumexp_i[log(Δx q_{K−1}(x_i)) + log N(φ; x_i − hS'(x_i), g²h)]`, so it
+    is smooth and differentiable in φ. The integrands are Gaussians resolved by
+    `points_per_width` points, where the trapezoid rule is spectrally accurate: the weights
+    `log w` are exact for the discrete chain to ~1e-6 (checked against the OU closed form).
+    Tables are cached per (action, g, T, π, n_steps)."""
+    from scipy import sparse
+
+    action = osq.action
+    key = (
+        action.name,
+        tuple(sorted(action.params.items())),
+        osq.g,
+        osq.T,
+        osq.prior_mean,
+        osq.prior_std,
+        int(n_steps),
+        points_per_width,
+    )
+    if key not in _SQ_TABLES:
+        h = osq.T / n_steps
+        width = osq.g * np.sqrt(h)
+        half = 10 * osq.prior_std + 10 * osq.g * np.sqrt(osq.T)
+        dx = width / points_per_width
+        x = osq.prior_mean + np.arange(-half, half + dx / 2, dx)
+        with jax.ensure_compile_time_eval():
+            force = jax.vmap(lambda p: action.force(jnp.reshape(p, osq.shape)))(jnp.asarray(x))
+            mu = x - h * np.asarray(force, np.float64).reshape(-1)
+        band = 12 * points_per_width
+        rows, cols, vals = [], [], []
+        offs = np.arange(-band, band + 1)
+        centre = np.rint((mu - x[0]) / dx).astype(int)
+        for o in offs:  # a loop over band offsets (≈ 200), vectorised over the grid
+            j = centre + o
+            ok = (j >= 0) & (j < x.size)
+            i = np.nonzero(ok)[0]
+            z = (x[j[ok]] - mu[ok]) / width
+            rows.append(j[ok])
+            cols.append(i)
+            vals.append(np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * width) * dx)
+        K = sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(x.size, x.size),
+        )
+        if osq.prior_std > 0:
+            q = np.exp(-0.5 * ((x - osq.prior_mean) / osq.prior_std) ** 2)
+            q /= np.sqrt(2 * np.pi) * osq.prior_std
+        else:
+            raise ValueError("the SQ reference marginal needs a prior with std > 0.")
+        for _ in range(n_steps - 1):  # a loop over time steps of a 1-D table, not of a field
+            q = K @ q
+        _SQ_TABLES[key] = (
+            np.log(np.maximum(q * dx, 1e-300)),
+            mu,
+            width,
+        )
+    log_mass, mu, width = _SQ_TABLES[key]
+
+    def log_q(phi):
+        z = (phi - jnp.asarray(mu, phi.dtype)) / width
+        return jax.nn.logsumexp(jnp.asarray(log_mass, phi.dtype) - 0.5 * z**2) - jnp.log(
+            jnp.sqrt(2 * jnp.pi) * width
+        ).astype(phi.dtype)
+
+    return log_q
 
 
 # --- Fokker–Planck on a grid (0-dim): marginals and the Fisher-information curve -------------

@@ -117,7 +117,17 @@ def build_osq(spec: dict, residual):
     action = THEORIES[theory["name"]](**theory["params"])
     kw = {
         k: obj[k]
-        for k in ("g", "T", "reference", "terminal", "prior", "prior_mean", "prior_std", "ou_std")
+        for k in (
+            "g",
+            "T",
+            "reference",
+            "terminal",
+            "prior",
+            "prior_mean",
+            "prior_std",
+            "ou_std",
+            "loss",
+        )
         if k in obj
     }
     return OptimalSQ(action, residual, **kw)

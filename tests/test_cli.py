@@ -399,7 +399,11 @@ def test_osq_command_bad_input(osq_model, tmp_path, capsys):
         (["osq", "phi4", "--param", "L"], "NAME=VALUE"),
         (["osq", "phi4", "--param", "L=8", "--param", "kappa=x"], "not a number"),
         (["osq", "quartic", "--param", "q=1"], "bad --param"),
-        (["osq", "double_well", "--reference", "sq"], "reference marginal"),
+        (
+            ["osq", "phi4", "--param", "L=4", "--param", "kappa=0.2", "--param", "lam=0.02"]
+            + ["--reference", "sq"],
+            "reference marginal",
+        ),
         (["osq", "double_well", "--g", "0"], "`g`"),
         (["osq", "double_well", "--out", model], "already holds a model"),
         (["sample", model, "--n", "8", "--method", "maala"], "optimal-SQ model samples"),
@@ -410,3 +414,54 @@ def test_osq_command_bad_input(osq_model, tmp_path, capsys):
         assert main(argv + ["--quiet"]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("sqdiff: error:") and msg in err, err
+
+
+def test_generate_exact_u1(tmp_path, capsys):
+    out = tmp_path / "u1.npz"
+    assert (
+        main(
+            [
+                "generate",
+                "u1",
+                "--L",
+                "8",
+                "--beta",
+                "7",
+                "--sampler",
+                "exact",
+                "--n",
+                "2000",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["measure", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    chi = res["chi_t"]
+    assert abs(chi["value"] - 0.003392) < 4 * chi["error"]  # REFERENCE.md, β = 7, L = 8
+    assert (
+        main(
+            [
+                "generate",
+                "phi4",
+                "--L",
+                "8",
+                "--kappa",
+                "0.2",
+                "--lam",
+                "0.02",
+                "--sampler",
+                "exact",
+                "--n",
+                "10",
+                "--out",
+                str(tmp_path / "p.npz"),
+            ]
+        )
+        == 2
+    )
+    assert "u1" in capsys.readouterr().err

@@ -21,6 +21,10 @@ def quadrature(action, fn=lambda p: 1.0, lim=8.0):
     return integrate.quad(f, -lim, lim, limit=400, points=[0.0])[0]
 
 
+def ZERO(t, phi):
+    return jnp.zeros_like(phi)
+
+
 def random_mlp(key=0):
     return sq.nn.ScoreMLP(None, width=16, depth=2, key=jr.key(key))
 
@@ -77,6 +81,39 @@ def test_reference_marginal_and_weights_are_exact_for_the_discrete_chain():
     assert abs(lz - 0.878008) < 4 * lz_err  # REFERENCE.md, μ² = 1, g = 0.4
     r = sq.stats.reweighted(x**2, osq.log_weights(paths, n))
     assert abs(r.value - 0.862097) < 4 * r.error
+
+
+def test_sq_reference_marginal_on_a_grid_is_the_discrete_ou_law():
+    # S = φ²: the discrete SQ chain is φ_{k+1} = (1 − 2h)φ_k + √(2h) ξ, Gaussian at every step
+    osq = OptimalSQ(sq.Quartic0D(2.0, 0.0), ZERO, reference="sq", prior_mean=0.3, prior_std=1.5)
+    for n in (1, 7, 100):
+        h, m, v = 1.0 / n, 0.3, 1.5**2
+        for _ in range(n):
+            m, v = (1 - 2 * h) * m, (1 - 2 * h) ** 2 * v + 2 * h
+        xs = jnp.linspace(-4.0, 4.0, 9)
+        lq = jax.vmap(lambda p, n=n: osq.reference_log_marginal(p, n))(xs)
+        exact = -0.5 * (xs - m) ** 2 / v - 0.5 * np.log(2 * np.pi * v)
+        np.testing.assert_allclose(lq, exact, atol=1e-5)
+
+
+def test_sq_reference_from_a_gaussian_gives_exact_weights_for_cos5phi():
+    # v = 0: C = M = 0 and φ_T ~ q_T^ref, so the weights e^{−S}/q_T^ref (from the grid table)
+    # are plain importance sampling of S = φ²/2 − cos 5φ, whose outer modes Langevin dynamics
+    # does not fill in T = 1: log Z and ⟨φ²⟩ against quadrature, 4σ
+    action = sq.Cosine0D(5.0)
+    osq = OptimalSQ(action, ZERO, reference="sq", terminal="corrected", prior_std=1.0)
+    assert osq.has_log_z
+    n = 100
+    paths = jax.vmap(lambda k: osq.simulate(k, n))(jr.split(jr.key(4), 20_000))
+    lw = osq.log_weights(paths, n)
+    f = lambda p: np.exp(-float(action(jnp.asarray(p))))  # noqa: E731
+    Z = integrate.quad(f, -10, 10, limit=400)[0]
+    m2 = integrate.quad(lambda p: p * p * f(p), -10, 10, limit=400)[0] / Z
+    lz, lz_err = log_z_estimate(lw)
+    assert abs(lz - np.log(Z)) < 4 * lz_err, (lz, lz_err, np.log(Z))
+    r = sq.stats.reweighted(np.asarray(paths.phi, np.float64) ** 2, lw)
+    assert abs(r.value - m2) < 4 * r.error, (r, m2)
+    assert r.ess > 2000
 
 
 def test_fokker_planck_grid_matches_the_ou_solution_and_its_fisher_information():
@@ -149,12 +186,13 @@ def test_corrected_cost_from_the_target_learns_a_zero_residual(tmp_path):
         ({"T": -1.0}, "`T`"),
         ({"prior_std": -1.0}, "prior_std"),
         ({"prior_std": 0.0}, "point prior"),
-        ({"terminal": "corrected"}, "reference marginal"),
     ],
 )
 def test_osq_bad_input(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         OptimalSQ(sq.DoubleWell0D(), random_mlp(), **kwargs)
+    with pytest.raises(ValueError, match="reference marginal"):  # SQ from π on a lattice
+        OptimalSQ(sq.Phi4(4, 0.2, 0.02), ZERO, terminal="corrected")
     with pytest.raises(ValueError, match="scalar"):
         OptimalSQ(sq.U1Wilson2D(4, 1.0), random_mlp())
 
@@ -177,7 +215,7 @@ def test_training_data_must_match_the_prior(tmp_path):
 
 
 def test_weights_need_a_known_reference_marginal():
-    osq = OptimalSQ(sq.DoubleWell0D(), random_mlp(), reference="sq")
+    osq = OptimalSQ(sq.Phi4(4, 0.2, 0.02), ZERO, reference="sq")
     paths = jax.vmap(lambda k: osq.simulate(k, 5))(jr.split(jr.key(0), 4))
     with pytest.raises(ValueError, match="reference marginal"):
         osq.log_weights(paths, 5)
@@ -225,3 +263,59 @@ def test_trained_double_well_sampler_matches_quadrature(tmp_path):
     lz, lz_err = log_z_estimate(lw)
     assert abs(lz - np.log(z)) < 4 * lz_err
     assert r.ess > 0.5 * x.size
+
+
+class _Linear(eqx.Module):
+    a: jax.Array
+
+    def __call__(self, t, phi):
+        return self.a * phi
+
+
+def test_log_variance_loss_is_the_log_weight_variance_and_vanishes_at_the_optimum():
+    # OU reference f = −φ (g² = 2), n Euler steps of h: the discrete chain's stationary law is
+    # N(0, s²), s² = 1/(1 − h/2). Target S = φ²/(2s²), π = N(0, s²): the control v = a*φ with
+    # a* = 1/s² − 1 = −h/2 makes u = f, so C = M = 0 and Φ = S + log q_T^ref ≡ −log Z
+    n = 20
+    h = 1.0 / n
+    s2 = 1 / (1 - h / 2)
+    a_star = -h / 2
+    action = sq.Quartic0D(1 / s2, 0.0)
+
+    def make(a, loss="log_variance"):
+        return OptimalSQ(
+            action,
+            _Linear(jnp.asarray(a)),
+            reference="ou",
+            terminal="corrected",
+            prior_std=float(np.sqrt(s2)),
+            ou_std=1.0,
+            loss=loss,
+        )
+
+    key = jr.key(3)
+    osq = make(0.4)
+    paths = jax.vmap(lambda k: osq.simulate(k, n))(jr.split(key, 512))
+    assert np.isclose(float(osq.loss(key, 512, n)), float(jnp.var(osq.log_weights(paths, n))))
+    detached = jax.vmap(lambda k: osq.simulate(k, n, detach=True))(jr.split(key, 512))
+    np.testing.assert_allclose(detached.phi, paths.phi, rtol=1e-6)
+    assert (
+        float(
+            jnp.var(
+                osq.log_weights(
+                    jax.vmap(lambda k: make(a_star).simulate(k, n))(jr.split(key, 512)), n
+                )
+            )
+        )
+        < 1e-8
+    )
+
+    def grad(a):
+        return float(jax.grad(lambda m: m.loss(key, 512, n))(make(a)).residual.a)
+
+    assert abs(grad(a_star)) < 1e-4  # zero variance at the optimum, and zero gradient
+    assert grad(0.4) > 0.1 and grad(-0.4) < -0.1
+    a = 0.4  # gradient descent on the log-variance loss returns to the optimum
+    for _ in range(100):
+        a -= 0.2 * grad(a)
+    assert abs(a - a_star) < 2e-3, a

@@ -5,6 +5,7 @@ from .mixture import GaussianMixture
 from .phi4 import Phi4
 from .sun import SUNWilson
 from .u1 import U1Wilson2D, plaquette_angles, topological_charge, wilson_loop
+from .u1_exact import links_from_plaquettes, u1_exact_samples, von_mises
 from .zero_dim import Cosine0D, DoubleWell0D, Quartic0D
 
 __all__ = [
@@ -16,7 +17,10 @@ __all__ = [
     "Quartic0D",
     "SUNWilson",
     "U1Wilson2D",
+    "links_from_plaquettes",
     "plaquette_angles",
     "topological_charge",
+    "u1_exact_samples",
+    "von_mises",
     "wilson_loop",
 ]
