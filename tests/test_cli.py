@@ -392,6 +392,21 @@ def test_osq_command_trains_and_sample_writes_a_weighted_ensemble(osq_model, cap
     assert 0 < sq.load_ensemble(str(imh)).metadata["acceptance"] < 1
 
 
+def test_osq_sq_reference_log_variance_on_one_site(tmp_path, capsys):
+    # SQ reference from N(0, 1): q_T^ref on a grid, so the ensemble is weighted; cos 5φ's
+    # reweighted ⟨φ²⟩ against quadrature (0.999917), 4σ
+    argv = ["osq", "cosine", "--param", "k=5", "--reference", "sq", "--loss", "log_variance"]
+    argv += ["--steps", "50", "--iters", "10", "--batch", "64", "--out", str(tmp_path / "m")]
+    assert main(argv + ["--quiet"]) == 0
+    out = str(tmp_path / "s.npz")
+    assert main(["sample", str(tmp_path / "m"), "--n", "2000", "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["measure", out, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["ess"]["value"] > 1000
+    assert abs(res["<phi^2>"]["value"] - 0.999917) < 4 * res["<phi^2>"]["error"]
+
+
 def test_osq_command_bad_input(osq_model, tmp_path, capsys):
     model = str(osq_model / "m")
     for argv, msg in [

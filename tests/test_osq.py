@@ -222,11 +222,24 @@ def test_weights_need_a_known_reference_marginal():
 
 
 @pytest.mark.slow
-def test_trained_double_well_sampler_matches_quadrature(tmp_path):
-    # S = (φ² − 1)², Brownian reference from 0, g = √2, T = 1, 100 steps (~5 min on 2 cores)
+@pytest.mark.parametrize(
+    "action, reference, prior_std, steps, iters, loss",
+    [
+        # (φ² − 1)², Brownian reference from 0, 100 steps, KL loss (~5 min on 2 cores)
+        (sq.DoubleWell0D(), "brownian", 0.0, 100, 4000, "kl"),
+        # φ²/2 − cos 5φ, SQ reference from N(0, 1) (q_T^ref by Chapman–Kolmogorov), 400 steps
+        # (EM's O(h) error in the weights is Var(log w) ≈ 0.008 at 100 steps), log-variance
+        # loss (~6 min)
+        (sq.Cosine0D(5.0), "sq", 1.0, 400, 1000, "log_variance"),
+    ],
+    ids=["double_well", "cos5phi"],
+)
+def test_trained_zero_dim_sampler_matches_quadrature(
+    tmp_path, action, reference, prior_std, steps, iters, loss
+):
+    # g = √2, T = 1; 10⁴ endpoints: KS against quadrature, reweighted ⟨φ²⟩ and log Z within 4σ
     from scipy import stats
 
-    action = sq.DoubleWell0D()
     spec = {
         "model": "mlp",
         "kwargs": {"width": 64, "depth": 3},
@@ -234,30 +247,31 @@ def test_trained_double_well_sampler_matches_quadrature(tmp_path):
         "zero_init": True,
         "config_shape": [],
         "group": "euclidean",
-        "theory": {"name": "double_well", "params": {}},
+        "theory": {"name": action.name, "params": action.params},
         "objective": {
             "name": "osq",
             "T": 1.0,
             "g": SQRT2,
-            "steps": 100,
-            "reference": "brownian",
+            "steps": steps,
+            "reference": reference,
             "terminal": "corrected",
+            "loss": loss,
             "prior": "gaussian",
             "prior_mean": 0.0,
-            "prior_std": 0.0,
+            "prior_std": prior_std,
         },
     }
-    cfg = sq.TrainConfig(steps=4000, batch=256, lr=3e-3, warmup=50, steps_per_call=250, ema=0.99)
-    res = sq.train.train(str(tmp_path / "dw"), None, spec, cfg, progress=False)
+    cfg = sq.TrainConfig(steps=iters, batch=256, lr=3e-3, warmup=50, steps_per_call=250, ema=0.99)
+    res = sq.train.train(str(tmp_path / "m"), None, spec, cfg, progress=False)
     osq = sq.train.build_osq(spec, res.model)
-    paths = jax.jit(jax.vmap(lambda k: osq.simulate(k, 100)))(jr.split(jr.key(5), 10_000))
+    paths = jax.jit(jax.vmap(lambda k: osq.simulate(k, steps)))(jr.split(jr.key(5), 10_000))
     x = np.asarray(paths.phi, np.float64)
     z = quadrature(action)
-    grid = np.linspace(-4, 4, 40_001)
-    cdf = np.cumsum(np.exp(-np.asarray(jax.vmap(action)(jnp.asarray(grid)))))
+    grid = np.linspace(-5, 5, 40_001)
+    cdf = np.cumsum(np.exp(-np.asarray(jax.vmap(action)(jnp.asarray(grid)), np.float64)))
     cdf /= cdf[-1]
     assert stats.kstest(x, lambda v: np.interp(v, grid, cdf)).pvalue > 0.01
-    lw = osq.log_weights(paths, 100)
+    lw = osq.log_weights(paths, steps)
     r = sq.stats.reweighted(x**2, lw)
     assert abs(r.value - quadrature(action, lambda p: p * p) / z) < 4 * r.error
     lz, lz_err = log_z_estimate(lw)
