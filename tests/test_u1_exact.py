@@ -12,7 +12,7 @@ from sqdiff.groups import _wrap_angle
 from sqdiff.theories import links_from_plaquettes, plaquette_angles, topological_charge, von_mises
 
 
-@pytest.mark.parametrize("kappa", [0.3, 7.0])
+@pytest.mark.parametrize("kappa", [0.05, 0.3, 7.0])
 def test_von_mises_matches_scipy(kappa):
     x = np.asarray(von_mises(jr.key(0), kappa, (40000,)))
     assert np.all(np.abs(x) <= np.pi)

@@ -35,23 +35,32 @@ __all__ = ["links_from_plaquettes", "u1_exact_samples", "von_mises"]
 def von_mises(key: PRNGKeyArray, kappa: float, shape: tuple[int, ...]) -> Float[Array, "..."]:
     """Angles in `(−π, π]` with density `e^{κ cos θ}/(2π I_0(κ))`: the rejection algorithm of
     Best & Fisher (1979, Appl. Statist. 28, 152), a wrapped-Cauchy envelope, accepted at a rate
-    ≥ 0.66 for every κ. Exact (no approximation beyond floating point)."""
+    ≥ 0.66 for every κ (for κ < 0.1, where its constants lose precision, uniform proposals).
+    Exact (no approximation beyond floating point)."""
     kappa = positive_float(kappa, "kappa")
-    if kappa < 1e-4:  # the density differs from uniform by < 1e-4: e^{κ cos θ} = 1 + O(κ)
-        return jr.uniform(key, shape, minval=-jnp.pi, maxval=jnp.pi)
-    tau = 1.0 + (1.0 + 4.0 * kappa**2) ** 0.5
-    rho = (tau - (2.0 * tau) ** 0.5) / (2.0 * kappa)
-    r = (1.0 + rho**2) / (2.0 * rho)
+    if kappa < 0.1:  # uniform proposals, accepted with e^{κ(cos θ − 1)} ≥ e^{−2κ} > 0.8
+
+        def propose(k1, k2, k3):
+            theta = jr.uniform(k1, shape, minval=-jnp.pi, maxval=jnp.pi)
+            return theta, jr.uniform(k2, shape) < jnp.exp(kappa * (jnp.cos(theta) - 1.0))
+
+    else:  # Best–Fisher: wrapped-Cauchy envelope
+        tau = 1.0 + (1.0 + 4.0 * kappa**2) ** 0.5
+        rho = (tau - (2.0 * tau) ** 0.5) / (2.0 * kappa)
+        r = (1.0 + rho**2) / (2.0 * rho)
+
+        def propose(k1, k2, k3):
+            u1, u2, u3 = (jr.uniform(k, shape) for k in (k1, k2, k3))
+            z = jnp.cos(jnp.pi * u1)
+            f = (1.0 + r * z) / (r + z)
+            c = kappa * (r - f)
+            ok = (c * (2.0 - c) - u2 > 0) | (jnp.log(c / u2) + 1.0 - c >= 0)
+            return jnp.sign(u3 - 0.5) * jnp.arccos(jnp.clip(f, -1.0, 1.0)), ok
 
     def body(state):
         key, theta, done = state
         key, k1, k2, k3 = jr.split(key, 4)
-        u1, u2, u3 = (jr.uniform(k, shape) for k in (k1, k2, k3))
-        z = jnp.cos(jnp.pi * u1)
-        f = (1.0 + r * z) / (r + z)
-        c = kappa * (r - f)
-        ok = (c * (2.0 - c) - u2 > 0) | (jnp.log(c / u2) + 1.0 - c >= 0)
-        new = jnp.sign(u3 - 0.5) * jnp.arccos(jnp.clip(f, -1.0, 1.0))
+        new, ok = propose(k1, k2, k3)
         return key, jnp.where(ok & ~done, new, theta), done | ok
 
     init = (key, jnp.zeros(shape), jnp.zeros(shape, bool))
