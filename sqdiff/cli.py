@@ -229,58 +229,53 @@ def cmd_generate(args) -> int:
     if args.therm < 0:
         raise CLIError("--therm must be ≥ 0")
     action = build_action(args)
-    if args.sampler == "exact":
-        return _generate_exact(args, action)
-    sampler = build_sampler(args, action)
-    key_init, key_run = jr.split(jr.key(args.seed))
-    init = jax.vmap(action.random_config)(jr.split(key_init, args.chains))
-    samples, acc = run_chains(
-        sampler, key_run, init, args.n, n_therm=args.therm, thin=args.thin, progress=not args.quiet
-    )
+    if args.sampler == "exact":  # independent draws: no chain, no thermalisation
+        samples = _exact_draws(args, action)
+        settings, acceptance, n_therm, thin = {"sampler": "u1-exact"}, 1.0, 0, 1
+    else:
+        sampler = build_sampler(args, action)
+        key_init, key_run = jr.split(jr.key(args.seed))
+        init = jax.vmap(action.random_config)(jr.split(key_init, args.chains))
+        samples, acc = run_chains(
+            sampler,
+            key_run,
+            init,
+            args.n,
+            n_therm=args.therm,
+            thin=args.thin,
+            progress=not args.quiet,
+        )
+        settings, acceptance = sampler.settings, float(np.mean(acc))
+        n_therm, thin = args.therm, args.thin
     meta = {
         "theory": action.name,
         "params": action.params,
-        "sampler": sampler.settings,
+        "sampler": settings,
         "seed": args.seed,
-        "acceptance": float(np.mean(acc)),
-        "n_therm": args.therm,
-        "thin": args.thin,
+        "acceptance": acceptance,
+        "n_therm": n_therm,
+        "thin": thin,
     }
     save_ensemble(args.out, samples, meta)
     print(
         f"wrote {args.out}: {args.chains}×{args.n} configurations of {action.name} "
-        f"{action.params}, acceptance {np.mean(acc):.3f}"
+        f"{action.params} by {settings['sampler']}, acceptance {acceptance:.3f}"
     )
     return 0
 
 
-def _generate_exact(args, action) -> int:
-    """Independent exact draws (2D U(1) only: plaquette variables, `theories.u1_exact`)."""
+def _exact_draws(args, action):
+    """`(chains, n, …)` independent exact draws (2D U(1) only: plaquette variables,
+    `theories.u1_exact`)."""
     import jax.random as jr
     import numpy as np
 
-    from .io import save_ensemble
     from .theories import U1Wilson2D, u1_exact_samples
 
     if not isinstance(action, U1Wilson2D):
         raise CLIError("--sampler exact is available for u1 (2D U(1)) only")
     x = u1_exact_samples(jr.key(args.seed), action.L, action.beta, args.n * args.chains)
-    samples = np.asarray(x).reshape((args.chains, args.n) + action.config_shape)
-    meta = {
-        "theory": action.name,
-        "params": action.params,
-        "sampler": {"sampler": "u1-exact"},
-        "seed": args.seed,
-        "acceptance": 1.0,
-        "n_therm": 0,
-        "thin": 1,
-    }
-    save_ensemble(args.out, samples, meta)
-    print(
-        f"wrote {args.out}: {args.chains}×{args.n} independent exact configurations of "
-        f"{action.name} {action.params}"
-    )
-    return 0
+    return np.asarray(x).reshape((args.chains, args.n) + action.config_shape)
 
 
 def cmd_measure(args) -> int:

@@ -367,6 +367,8 @@ def sq_reference_marginal(osq: OptimalSQ, n_steps: int, points_per_width: int = 
     Tables are cached per (action, g, T, π, n_steps)."""
     from scipy import sparse
 
+    if not osq.prior_std > 0:
+        raise ValueError("the SQ reference marginal needs a Gaussian prior with std > 0.")
     action = osq.action
     key = (
         action.name,
@@ -403,11 +405,8 @@ def sq_reference_marginal(osq: OptimalSQ, n_steps: int, points_per_width: int = 
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(x.size, x.size),
         )
-        if osq.prior_std > 0:
-            q = np.exp(-0.5 * ((x - osq.prior_mean) / osq.prior_std) ** 2)
-            q /= np.sqrt(2 * np.pi) * osq.prior_std
-        else:
-            raise ValueError("the SQ reference marginal needs a prior with std > 0.")
+        q = np.exp(-0.5 * ((x - osq.prior_mean) / osq.prior_std) ** 2)
+        q /= np.sqrt(2 * np.pi) * osq.prior_std
         for _ in range(n_steps - 1):  # a loop over time steps of a 1-D table, not of a field
             q = K @ q
         _SQ_TABLES[key] = (
