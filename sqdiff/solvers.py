@@ -267,4 +267,4 @@ def log_likelihood(
     check_finite(x, "x")
     sol = solve(flow, x, t_min, flow.T, n_steps=n_steps, rtol=rtol, atol=atol, probe_key=probe_key)
     phi_T, delta = sol.ys[0][-1], sol.ys[1][-1]
-    return flow.schedule.prior_logp(phi_T) + delta
+    return flow.prior_logp(phi_T) + delta

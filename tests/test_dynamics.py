@@ -271,3 +271,29 @@ def test_bad_input_errors():
         sq.Langevin()
     with pytest.raises(ValueError, match="positive"):
         sq.Langevin(lambda p: 0.0, kernel=-1.0)
+
+
+def test_wrapped_normal_prior_on_the_circle():
+    from scipy import stats
+
+    from sqdiff.dynamics import wrapped_normal_logp
+
+    for std in (1.0, 2.5):
+        dens = lambda z, s=std: float(jnp.exp(wrapped_normal_logp(jnp.array([z]), s)))  # noqa: E731
+        assert abs(integrate.quad(dens, -np.pi, np.pi)[0] - 1) < 1e-6
+        # against the direct sum over images
+        z = 0.7
+        direct = sum(stats.norm.pdf(z + 2 * np.pi * k, scale=std) for k in range(-20, 21))
+        np.testing.assert_allclose(dens(z), direct, rtol=1e-5)
+    with pytest.raises(ValueError, match="prior std"):
+        wrapped_normal_logp(jnp.zeros(3), 0.5)
+
+
+def test_probability_flow_groups():
+    score = lambda t, x: -x  # noqa: E731
+    flow = sq.ProbabilityFlow(sq.VarianceExploding(10.0), score, group=sq.U1())
+    np.testing.assert_allclose(flow.endpoint(jnp.array([4.0])), [4.0 - 2 * np.pi], rtol=1e-6)
+    with pytest.raises(ValueError, match="VarianceExploding"):
+        sq.ProbabilityFlow(sq.VariancePreserving(), score, group=sq.U1())
+    with pytest.raises(ValueError, match="U\\(1\\) angles"):
+        sq.ProbabilityFlow(sq.VarianceExploding(10.0), score, group=sq.SU(2))

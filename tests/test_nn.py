@@ -79,3 +79,27 @@ def test_mlp_is_per_site_and_scaled_by_marginal_width():
     np.testing.assert_allclose(
         skip(0.5, x) - out, -x / (4.0 + VE.marginal_std(0.5) ** 2), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("stride,kernel", [(1, 3), (2, 3), (1, 1)])
+def test_periodic_conv_matches_equinox_conv_and_loads_its_weights(d, stride, kernel, tmp_path):
+    import equinox as eqx
+
+    from sqdiff.nn import PeriodicConv
+
+    ref = eqx.nn.Conv(
+        d, 3, 5, kernel, stride=stride, padding=kernel // 2, padding_mode="CIRCULAR", key=jr.key(7)
+    )
+    conv = PeriodicConv(d, 3, 5, kernel, stride=stride, key=jr.key(7))
+    x = jr.normal(jr.key(1), (3,) + (8,) * d)
+    np.testing.assert_allclose(conv(x), ref(x), atol=1e-5)
+    # same leaves: checkpoints written with eqx.nn.Conv load into PeriodicConv
+    eqx.tree_serialise_leaves(tmp_path / "c.eqx", ref)
+    other = PeriodicConv(d, 3, 5, kernel, stride=stride, key=jr.key(8))
+    loaded = eqx.tree_deserialise_leaves(tmp_path / "c.eqx", other)
+    np.testing.assert_array_equal(loaded.weight, ref.weight)
+    with pytest.raises(ValueError, match="expects"):
+        conv(jnp.zeros((4,) + (8,) * d))
+    with pytest.raises(ValueError, match="odd"):
+        PeriodicConv(d, 3, 5, 2, key=jr.key(0))

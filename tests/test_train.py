@@ -172,6 +172,7 @@ def test_group_dsm_trains_u1_link_net(tmp_path):
         "schedule": {"name": "ve", "sigma": 5.0},
         "config_shape": [2, 4, 4],
         "group": "u1",
+        "theory": {"name": action.name, "params": action.params},
     }
     res = train(
         str(tmp_path / "u"),
@@ -183,6 +184,13 @@ def test_group_dsm_trains_u1_link_net(tmp_path):
     assert res.status == "done" and np.mean(res.losses[-20:]) < np.mean(res.losses[:20])
     out = load_model(str(tmp_path / "u"))(0.3, data[0])
     assert out.shape == (2, 4, 4)
+    # the probability flow runs on the torus: ODE samples and IMH with their exact density
+    from sqdiff.sampling import sample_model
+
+    for method in ("ode", "imh"):
+        x, meta, _ = sample_model(str(tmp_path / "u"), 8, method, steps=20)
+        assert x.shape == (1, 8, 2, 4, 4) and np.all(np.abs(x) <= np.pi)
+        assert 0 < meta["acceptance"] <= 1
 
 
 @pytest.mark.parametrize("mu2", [1.0, -1.0], ids=["single-well", "double-well"])

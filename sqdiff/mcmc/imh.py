@@ -2,7 +2,8 @@ r"""Independence Metropolis–Hastings with a diffusion model as global proposal
 weights (Tierney, Ann. Statist. 22 (1994) 1701; the flow-based-sampler literature).
 
 Proposals `x` come from the probability-flow ODE started at the prior, with their exact model
-log-density `log q(x) = log p_T(z) − Δ` (`sqdiff.ProbabilityFlow`, exact divergence). With
+log-density `log q(x) = log p_T(z) − Δ` (`sqdiff.ProbabilityFlow`, exact divergence; on U(1)
+angles the flow lives on the torus and `p_T` is the wrapped-normal prior). With
 `log w = −S(x) − log q(x)`, the chain accepts `x'` with `min{1, w(x')/w(x)}` — exact for any
 model (up to the ODE tolerance of `log q`); the same weights give self-normalised importance
 sampling with effective sample size `(Σw)²/Σw²`.
@@ -50,7 +51,7 @@ def flow_proposals(
     def one(k):
         z = sch.prior_sample(k, shape)
         sol = solve(flow, z, sch.T, t_min, rtol=rtol, atol=atol)
-        return sol.ys[0][-1], sch.prior_logp(z) - sol.ys[1][-1]
+        return flow.endpoint(sol.ys[0][-1]), flow.prior_logp(z) - sol.ys[1][-1]
 
     x, log_q = map_batched(one, jr.split(key, n), batch, progress, "flow proposals")
     return Proposals(x, log_q)

@@ -1,11 +1,19 @@
 """Score / drift networks (equinox): per-site MLP, periodic U-Net, U(1) link network."""
 
+from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding
 from .lcnn import U1LinkNet
 from .mlp import ScoreMLP
 from .unet import UNet
 
-__all__ = ["GaussianFourierEmbedding", "ScoreMLP", "U1LinkNet", "UNet", "zero_output"]
+__all__ = [
+    "GaussianFourierEmbedding",
+    "PeriodicConv",
+    "ScoreMLP",
+    "U1LinkNet",
+    "UNet",
+    "zero_output",
+]
 
 
 def zero_output(model):

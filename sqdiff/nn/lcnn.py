@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..sde import AbstractSchedule
 from ..theories.u1 import plaquette_angles
+from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, noise_level
 from .unet import ResBlock, _conv
 
@@ -26,9 +27,9 @@ class U1LinkNet(eqx.Module):
     """`(t, θ) → s(t, θ)` for U(1) links of shape `(2, L, L)`."""
 
     embed: GaussianFourierEmbedding
-    conv_in: eqx.nn.Conv
+    conv_in: PeriodicConv
     blocks: tuple
-    conv_out: eqx.nn.Conv
+    conv_out: PeriodicConv
     schedule: AbstractSchedule
 
     def __init__(

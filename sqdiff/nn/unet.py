@@ -24,24 +24,23 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..sde import AbstractSchedule
+from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
 
 def _conv(d, cin, cout, key, stride=1, kernel=3):
-    return eqx.nn.Conv(
-        d, cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="CIRCULAR", key=key
-    )
+    return PeriodicConv(d, cin, cout, kernel, stride=stride, key=key)
 
 
 class ResBlock(eqx.Module):
     """GroupNorm–SiLU–conv, + time embedding, GroupNorm–SiLU–conv, + skip."""
 
     norm1: eqx.nn.GroupNorm
-    conv1: eqx.nn.Conv
+    conv1: PeriodicConv
     dense: eqx.nn.Linear
     norm2: eqx.nn.GroupNorm
-    conv2: eqx.nn.Conv
-    skip: eqx.nn.Conv | None
+    conv2: PeriodicConv
+    skip: PeriodicConv | None
 
     def __init__(self, d, cin, cout, emb_dim, *, key):
         k = jr.split(key, 4)
@@ -68,14 +67,14 @@ class UNet(eqx.Module):
     data_std: float | None = eqx.field(static=True)
     embed: GaussianFourierEmbedding
     emb_mlp: eqx.nn.MLP
-    conv_in: eqx.nn.Conv
+    conv_in: PeriodicConv
     down_blocks: tuple
     downsample: tuple
     mid: tuple
     upsample: tuple
     up_blocks: tuple
     norm_out: eqx.nn.GroupNorm
-    conv_out: eqx.nn.Conv
+    conv_out: PeriodicConv
     schedule: AbstractSchedule | None
 
     def __init__(
