@@ -28,7 +28,7 @@ import optax
 
 from .groups import U1, Euclidean
 from .io import atomic_write
-from .nn import ScoreMLP, U1LinkNet, UNet, zero_output
+from .nn import ScoreMLP, U1LinkNet, UNet, conv_layout, zero_output
 from .objectives import dsm_loss, group_dsm_loss
 from .osq import OptimalSQ
 from .sde import SubVariancePreserving, VarianceExploding, VariancePreserving
@@ -311,7 +311,8 @@ def _advance(spec_json, config, static, data, state, start, count):
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
         return (params, ema, opt_state), loss
 
-    return jax.lax.scan(one_step, state, start + jnp.arange(count))
+    with conv_layout(channels_last=False):  # gradients in a loop: faster channels-first
+        return jax.lax.scan(one_step, state, start + jnp.arange(count))
 
 
 @jax.jit

@@ -1,6 +1,6 @@
 """Score / drift networks (equinox): per-site MLP, periodic U-Net, U(1) link network."""
 
-from .conv import PeriodicConv
+from .conv import PeriodicConv, conv_layout
 from .embeddings import GaussianFourierEmbedding
 from .lcnn import U1LinkNet
 from .mlp import ScoreMLP
@@ -9,6 +9,7 @@ from .unet import UNet
 __all__ = [
     "GaussianFourierEmbedding",
     "PeriodicConv",
+    "conv_layout",
     "ScoreMLP",
     "U1LinkNet",
     "UNet",

@@ -5,17 +5,36 @@ The parameters and their initialisation are those of `eqx.nn.Conv(..., padding_m
 load unchanged. The difference is the layout handed to XLA: channels-first convolutions inside
 a `while` loop (every diffrax solve, every `lax.scan` of a sampler) run ≈ 20× slower on XLA:CPU
 than the same convolution channels-last (measured in `benchmarks/bench_conv_layout.py`); outside a
-loop the two are equally fast.
+loop the two are equally fast. Gradients are the other way round: a training step (value and
+gradient inside the training `lax.scan`) is ~3× faster channels-first, so `sqdiff.train` traces
+its step under `conv_layout(channels_last=False)`. Both layouts compute the same numbers.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["PeriodicConv"]
+__all__ = ["PeriodicConv", "conv_layout"]
+
+_CHANNELS_LAST = [True]
+
+
+@contextlib.contextmanager
+def conv_layout(channels_last: bool):
+    """Trace `PeriodicConv`s inside this block channels-last (default) or channels-first. Only
+    the speed differs; it takes effect when a function is traced (e.g. on its first jit call)."""
+    old = _CHANNELS_LAST[0]
+    _CHANNELS_LAST[0] = bool(channels_last)
+    try:
+        yield
+    finally:
+        _CHANNELS_LAST[0] = old
+
 
 _LAYOUTS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -50,6 +69,9 @@ class PeriodicConv(eqx.Module):
             )
         p = self.weight.shape[-1] // 2
         x = jnp.pad(x, ((0, 0),) + ((p, p),) * d, mode="wrap")
+        if not _CHANNELS_LAST[0]:
+            y = jax.lax.conv_general_dilated(x[None], self.weight, (self.stride,) * d, "VALID")
+            return y[0] + self.bias
         x = jnp.moveaxis(x, 0, -1)[None]  # (1, *spatial, in)
         w = jnp.moveaxis(self.weight, (0, 1), (-1, -2))  # (*kernel, in, out)
         y = jax.lax.conv_general_dilated(
