@@ -6,7 +6,7 @@ exact plaquette and χ_t (REFERENCE.md) and against HMC. Optionally also the phy
 route: a model trained at β0 = 1 with its score rescaled by β/β0.
 
     python examples/u1_freezing.py --iters 15000 --out u1-freezing     # ~35 min on 2 cores
-    python examples/u1_freezing.py --iters 30000 --imh 2560 --out u1-freezing   # + ~45 min IMH
+    python examples/u1_freezing.py --iters 30000 --imh 2560 --out u1-freezing   # + ~50 min IMH
 """
 
 from __future__ import annotations

@@ -333,8 +333,8 @@ class ProbabilityFlow(_ScheduleDynamics):
         return wrapped_normal_logp(z, self.schedule.prior_std)
 
     def endpoint(self, phi: Array) -> Array:
-        """The state as a configuration: wrapped into `(−π, π]` on U(1)."""
-        return phi if isinstance(self.group, Euclidean) else self.group.project(phi)
+        """The state as a configuration: `group.project` (wrapped into `(−π, π]` on U(1))."""
+        return self.group.project(phi)
 
     def drift(self, t, y, args):
         return self.velocity(t, y)

@@ -215,9 +215,7 @@ def sample_model(
             f"IMH needs the exact Jacobian: at most {IMH_MAX_SITES} sites, got "
             f"{int(np.prod(shape))}; use method='maala'."
         )
-    if group.element_shape != ():
-        raise ValueError("IMH with probability-flow proposals needs scalar fields or U(1) angles.")
-    flow = ProbabilityFlow(sch, model, divergence="exact", group=group)
+    flow = ProbabilityFlow(sch, model, divergence="exact", group=group)  # checks the group
     k0, k1 = jr.split(key)
     # rtol 1e-6: log q within ~3e-3 of rtol 1e-7 on U(1) L = 8 (1e-5: ~1e-2 off, 1e-4: ~0.4)
     props = flow_proposals(flow, k0, shape, n, rtol=1e-6, atol=1e-6, batch=batch, progress=progress)
