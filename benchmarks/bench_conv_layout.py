@@ -57,7 +57,7 @@ def reverse_run(model, shape, chains, steps, group=sq.Euclidean()):
 def flow_run(model, shape, chains):
     flow = sq.ProbabilityFlow(model.schedule, model, divergence="exact", group=sq.U1())
     return jax.jit(
-        lambda key: sq.mcmc.flow_proposals(flow, key, shape, chains, batch=chains, rtol=1e-5).log_q
+        lambda key: sq.mcmc.flow_proposals(key, flow, shape, chains, batch=chains, rtol=1e-5).log_q
     )
 
 

@@ -61,16 +61,17 @@ def main():
             "schedule": {"name": "ve", "sigma": 25.0},
             "config_shape": [L, L],
             "group": "euclidean",
+            "objective": {"name": "dsm", "importance": True},
             "theory": {"name": "phi4", "params": action.params},
         }
-        cfg = TrainConfig(steps=args.train_steps, batch=64, steps_per_call=100, importance=True)
+        cfg = TrainConfig(steps=args.train_steps, batch=64, steps_per_call=100)
         t0 = time.perf_counter()
         train(os.path.join(tmp, "m"), samples.reshape(-1, L, L), spec, cfg, progress=False)
         t_train = time.perf_counter() - t0
         kw = dict(steps=args.sde_steps, t_mh=0.05, c=1.0, chains=args.n_dm, thin=args.mh_steps)
         sample_model(os.path.join(tmp, "m"), 16, "maala", **{**kw, "chains": 16})  # compile
         t0 = time.perf_counter()
-        x, meta, _ = sample_model(os.path.join(tmp, "m"), args.n_dm, "maala", **kw)
+        x, meta, *_ = sample_model(os.path.join(tmp, "m"), args.n_dm, "maala", **kw)
         t_dm = time.perf_counter() - t0
     finally:
         shutil.rmtree(tmp)

@@ -79,12 +79,13 @@ def main():
         "schedule": {"name": "ve", "sigma": 10.0},
         "config_shape": [2, L, L],
         "group": "u1",
+        "objective": {"name": "group_dsm", "importance": True},
         "theory": {"name": "u1", "params": {"L": L, "beta": beta0}},
     }
     data = sq.u1_exact_samples(jr.key(0), L, beta0, args.n_train)
-    cfg = TrainConfig(steps=args.iters, batch=64, lr=2e-3, steps_per_call=250, importance=True)
+    cfg = TrainConfig(steps=args.iters, batch=64, lr=2e-3, steps_per_call=250)
     train(model_dir, data, spec, cfg, resume=os.path.isdir(model_dir), progress=True)
-    x, meta, _ = sample_model(
+    x, meta, *_ = sample_model(
         model_dir,
         args.n,
         "maala",
@@ -101,7 +102,7 @@ def main():
         f"DM (β0={beta0:g}) + MAALA", action, x, {"acceptance": meta["acceptance"]}
     )
     if args.imh:
-        x, meta, _ = sample_model(
+        x, meta, *_ = sample_model(
             model_dir, args.imh, "imh", beta=beta if beta != beta0 else None, progress=True
         )
         results["DM+IMH"] = row(

@@ -1,6 +1,21 @@
 """sqdiff: diffusion models and stochastic quantization on the lattice."""
 
-from . import io, mcmc, nn, objectives, observables, osq, stats, theories, train
+from . import (
+    checkpoint,
+    io,
+    mcmc,
+    nn,
+    objectives,
+    observables,
+    osq,
+    sampling,
+    specs,
+    stats,
+    theories,
+    train,
+)
+from ._version import __version__
+from .checkpoint import ModelDir
 from .dynamics import (
     SDE,
     AbstractDynamics,
@@ -14,12 +29,13 @@ from .dynamics import (
 from .effective_action import effective_action
 from .groups import SU, SUN, U1, AbstractGroup, Euclidean
 from .io import Ensemble, load_ensemble, save_ensemble
-from .kernels import FourierKernel
 from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
 from .observables import analyze
 from .osq import OptimalSQ
+from .preconditioners import FourierKernel, IdentityKernel
 from .predictor_corrector import annealed_langevin, predictor_corrector
-from .sde import (
+from .sampling import SampleResult, sample_model
+from .schedules import (
     AbstractSchedule,
     CustomSchedule,
     SubVariancePreserving,
@@ -27,22 +43,37 @@ from .sde import (
     VariancePreserving,
 )
 from .solvers import GeometricEulerMaruyama, GeometricHeun, log_likelihood, solve
+from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
 from .theories import (
     AbstractAction,
     Cosine0D,
     DoubleWell0D,
+    FunctionAction,
     GaussianMixture,
     Phi4,
     Quartic0D,
     SUNWilson,
     U1Wilson2D,
+    as_action,
     u1_exact_samples,
 )
 from .train import TrainConfig, load_model
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "checkpoint",
+    "sampling",
+    "specs",
+    "ModelDir",
+    "ModelSpec",
+    "NetworkSpec",
+    "ObjectiveSpec",
+    "ScheduleSpec",
+    "TheorySpec",
+    "SampleResult",
+    "sample_model",
+    "FunctionAction",
+    "as_action",
+    "IdentityKernel",
     "TrainConfig",
     "load_model",
     "effective_action",

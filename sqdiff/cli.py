@@ -7,6 +7,7 @@ sqdiff measure FILE [--json]
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -17,11 +18,32 @@ TOYS = ("quartic", "double_well", "cosine")
 DEFAULT_MD = {"phi4": (0.2, 10), "u1": (0.1, 10), "sun": (0.05, 20), "toy": (0.2, 10)}
 
 
+def _default(fn, name: str):
+    """The default of argument `name` of `fn`: the parser shows the library's defaults instead
+    of keeping its own copies."""
+    return inspect.signature(fn).parameters[name].default
+
+
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows each option's default (where it has one and the help does not say it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise CLIError(message)
 
@@ -29,6 +51,16 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sqdiff", description="Diffusion models and stochastic quantization.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    _add_generate(sub)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_osq(sub)
+    _add_demo(sub)
+    _add_measure(sub)
+    return p
+
+
+def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate an ensemble with a classical sampler")
     g.add_argument("theory", help="phi4, u1, sun or toy")
     g.add_argument("--L", type=int, help="lattice size (phi4, u1, sun)")
@@ -53,14 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .npz file")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_train(sub) -> None:
+    from .checkpoint import TrainConfig
+
     t = sub.add_parser("train", help="train a score network on an ensemble (score matching)")
     t.add_argument("ensemble", help="ensemble .npz from `sqdiff generate`")
     t.add_argument("--out", required=True, help="model directory")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--warmup", type=int, default=100)
-    t.add_argument("--ema", type=float, default=0.999)
+    t.add_argument("--steps", type=int, default=TrainConfig.steps)
+    t.add_argument("--batch", type=int, default=TrainConfig.batch)
+    t.add_argument("--lr", type=float, default=TrainConfig.lr)
+    t.add_argument("--warmup", type=int, default=TrainConfig.warmup)
+    t.add_argument("--ema", type=float, default=TrainConfig.ema)
     t.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
     t.add_argument("--sigma", type=float, default=25.0, help="VE σ (> 1)")
     t.add_argument("--beta-min", type=float, default=0.1, help="VP/sub-VP β_min")
@@ -73,10 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--levels", type=int, default=3, help="U-Net levels")
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
-    t.add_argument("--steps-per-call", type=int, default=100)
+    t.add_argument("--steps-per-call", type=int, default=TrainConfig.steps_per_call)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the model in --out")
     t.add_argument("--quiet", action="store_true")
+
+
+def _add_sample(sub) -> None:
+    from .sampling import sample_maala, sample_pc
+
     sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
     sa.add_argument("model_dir")
     sa.add_argument("--n", type=int, required=True, help="configurations")
@@ -88,24 +130,51 @@ def _parser() -> argparse.ArgumentParser:
         help="OSQ models: sde (weighted paths) or imh",
     )
     sa.add_argument("--L", type=int, help="lattice size (default: the training one)")
-    sa.add_argument("--beta", type=float, help="U(1) target coupling (score × β/β0)")
+    sa.add_argument("--beta", type=float, help="target coupling β (score × β/β0; actions ∝ β)")
     sa.add_argument(
         "--steps", type=int, help="reverse SDE / ODE steps (default 500; OSQ: the training steps)"
     )
-    sa.add_argument("--t-mh", type=float, default=0.05, help="MAALA switch time, fraction of T")
-    sa.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
-    sa.add_argument("--chains", type=int, default=16, help="MAALA chains")
+    sa.add_argument(
+        "--t-mh",
+        type=float,
+        default=_default(sample_maala, "t_mh"),
+        help="MAALA switch time, fraction of T",
+    )
+    sa.add_argument(
+        "--c", type=float, default=_default(sample_maala, "c"), help="MAALA step ε = c Σ(t_mh)²"
+    )
+    sa.add_argument(
+        "--chains", type=int, default=_default(sample_maala, "chains"), help="MAALA chains"
+    )
     sa.add_argument(
         "--anneal",
         choices=("sde", "langevin"),
         default="sde",
         help="MAALA: reach t_mh by the reverse SDE or by annealed Langevin (--steps levels)",
     )
-    sa.add_argument("--thin", type=int, default=1, help="MAALA steps between saved configs")
-    sa.add_argument("--corrector-steps", type=int, default=1, help="pc: Langevin corrector steps")
-    sa.add_argument("--snr", type=float, default=0.16, help="pc: corrector signal-to-noise ratio")
+    sa.add_argument(
+        "--thin",
+        type=int,
+        default=_default(sample_maala, "thin"),
+        help="MAALA steps between saved configs",
+    )
+    sa.add_argument(
+        "--corrector-steps",
+        type=int,
+        default=_default(sample_pc, "corrector_steps"),
+        help="pc: Langevin corrector steps",
+    )
+    sa.add_argument(
+        "--snr",
+        type=float,
+        default=_default(sample_pc, "snr"),
+        help="pc: corrector signal-to-noise ratio",
+    )
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--quiet", action="store_true")
+
+
+def _add_osq(sub) -> None:
     o = sub.add_parser("osq", help="train an optimal-SQ sampler (residual force; no data)")
     o.add_argument("theory", help="phi4, quartic, double_well or cosine")
     o.add_argument(
@@ -140,26 +209,39 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--resume", action="store_true", help="continue the model in --out")
     o.add_argument("--quiet", action="store_true")
+
+
+def _add_demo(sub) -> None:
+    from .demo import run_demo
+
     de = sub.add_parser("demo", help="the main job: HMC → train → DM and DM+MAALA → table")
     de.add_argument("--out", default="sqdiff-demo", help="output folder (new or empty)")
-    de.add_argument("--L", type=int, default=8)
-    de.add_argument("--kappa", type=float, default=0.21)
-    de.add_argument("--lam", type=float, default=0.022)
-    de.add_argument("--n", type=int, default=1024, help="configurations per sampler")
-    de.add_argument("--train-steps", type=int, default=1000)
-    de.add_argument("--batch", type=int, default=64)
-    de.add_argument("--channels", type=int, default=16)
-    de.add_argument("--sigma", type=float, default=25.0)
-    de.add_argument("--sde-steps", type=int, default=200)
-    de.add_argument("--mh-steps", type=int, default=40, help="MAALA steps per chain")
-    de.add_argument("--c", type=float, default=1.0, help="MAALA step ε = c Σ(t_mh)²")
-    de.add_argument("--t-mh", type=float, default=0.05)
-    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--L", type=int, default=_default(run_demo, "L"))
+    de.add_argument("--kappa", type=float, default=_default(run_demo, "kappa"))
+    de.add_argument("--lam", type=float, default=_default(run_demo, "lam"))
+    de.add_argument(
+        "--n", type=int, default=_default(run_demo, "n"), help="configurations per sampler"
+    )
+    de.add_argument("--train-steps", type=int, default=_default(run_demo, "train_steps"))
+    de.add_argument("--batch", type=int, default=_default(run_demo, "batch"))
+    de.add_argument("--channels", type=int, default=_default(run_demo, "channels"))
+    de.add_argument("--sigma", type=float, default=_default(run_demo, "sigma"))
+    de.add_argument("--sde-steps", type=int, default=_default(run_demo, "sde_steps"))
+    de.add_argument(
+        "--mh-steps", type=int, default=_default(run_demo, "mh_steps"), help="MAALA steps per chain"
+    )
+    de.add_argument(
+        "--c", type=float, default=_default(run_demo, "c"), help="MAALA step ε = c Σ(t_mh)²"
+    )
+    de.add_argument("--t-mh", type=float, default=_default(run_demo, "t_mh"))
+    de.add_argument("--seed", type=int, default=_default(run_demo, "seed"))
     de.add_argument("--quiet", action="store_true")
+
+
+def _add_measure(sub) -> None:
     m = sub.add_parser("measure", help="observables of an ensemble with errors and τ_int")
     m.add_argument("file")
     m.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    return p
 
 
 def _need(args, *names):
@@ -191,8 +273,8 @@ def build_action(args):
 
 
 def build_sampler(args, action):
-    from .kernels import FourierKernel
     from .mcmc import HMC, MALA, Composed, WolffPhi4
+    from .preconditioners import FourierKernel
     from .theories import Phi4
 
     eps, n_md = DEFAULT_MD[args.theory]
@@ -310,8 +392,9 @@ def cmd_measure(args) -> int:
     return 0
 
 
-def model_spec(args, action) -> dict:
-    """The model spec (`sqdiff.train.build_model`) for an ensemble's theory and the options."""
+def model_spec(args, action):
+    """The `ModelSpec` for an ensemble's theory and the options."""
+    from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
     from .theories import Phi4, U1Wilson2D
 
     kind = args.model
@@ -328,37 +411,38 @@ def model_spec(args, action) -> dict:
                 f"{action.params} yet; choose --model explicitly"
             )
     if args.schedule == "ve":
-        schedule = {"name": "ve", "sigma": args.sigma, "T": args.T}
+        schedule = ScheduleSpec("ve", {"sigma": args.sigma, "T": args.T})
     else:
-        schedule = {
-            "name": args.schedule,
-            "beta_min": args.beta_min,
-            "beta_max": args.beta_max,
-            "T": args.T,
-        }
+        schedule = ScheduleSpec(
+            args.schedule, {"beta_min": args.beta_min, "beta_max": args.beta_max, "T": args.T}
+        )
     kwargs = {
         "mlp": {"width": args.width, "depth": args.depth, "antisymmetric": args.antisymmetric},
         "unet": {
-            "d": getattr(action, "d", 2),
+            "d": len(action.lattice_shape),
             "channels": args.channels,
             "levels": args.levels,
             "antisymmetric": args.antisymmetric,
         },
         "u1": {"channels": args.channels, "depth": args.depth},
     }[kind]
-    group = "u1" if isinstance(action, U1Wilson2D) else "euclidean"
-    if (kind == "u1") != (group == "u1"):
+    group = GroupSpec.of(action.group)
+    if (kind == "u1") != (group.name == "u1"):
         raise CLIError(f"--model {kind} does not fit theory {action.name!r}")
-    if group == "u1" and args.schedule != "ve":
+    if group.name == "u1" and args.schedule != "ve":
         raise CLIError("U(1) links are noised on the group: use --schedule ve")
-    return {
-        "model": kind,
-        "kwargs": kwargs,
-        "schedule": schedule,
-        "config_shape": list(action.config_shape),
-        "group": group,
-        "theory": {"name": action.name, "params": action.params},
-    }
+    objective = ObjectiveSpec(
+        "dsm" if action.group.is_vector_space else "group_dsm",
+        {"t_min": 1e-3, "importance": args.importance},
+    )
+    return ModelSpec(
+        network=NetworkSpec(kind, kwargs),
+        schedule=schedule,
+        objective=objective,
+        config_shape=tuple(action.config_shape),
+        group=group,
+        theory=TheorySpec.of(action),
+    )
 
 
 def cmd_train(args) -> int:
@@ -366,16 +450,22 @@ def cmd_train(args) -> int:
     import numpy as np
 
     from .io import load_ensemble
-    from .train import TrainConfig, build_model, train
+    from .train import TrainConfig, train
 
     ens = load_ensemble(args.ensemble)
+    if ens.log_weights is not None:
+        raise CLIError(
+            f"{args.ensemble} is importance-weighted (optimal-SQ paths): score matching on it "
+            "would learn the proposal, not the target; resample it first (sqdiff sample "
+            "--method imh gives an unweighted exact chain)"
+        )
     spec = model_spec(args, ens.action)
-    model = build_model(spec)
-    one = jax.ShapeDtypeStruct(tuple(spec["config_shape"]), np.float32)
+    model = spec.build_network()
+    one = jax.ShapeDtypeStruct(spec.config_shape, np.float32)
     try:
         jax.eval_shape(model, 0.5, one)
     except ValueError as e:
-        raise CLIError(f"the {spec['model']} network cannot take this ensemble: {e}") from None
+        raise CLIError(f"the {spec.network.name} network cannot take this ensemble: {e}") from None
     config = TrainConfig(
         steps=args.steps,
         batch=args.batch,
@@ -384,66 +474,68 @@ def cmd_train(args) -> int:
         ema=args.ema,
         steps_per_call=args.steps_per_call,
         seed=args.seed,
-        importance=args.importance,
     )
-    data = ens.samples.reshape((-1,) + tuple(spec["config_shape"]))
+    data = ens.samples.reshape((-1,) + spec.config_shape)
     res = train(args.out, data, spec, config, resume=args.resume, progress=not args.quiet)
     tail = np.mean(res.losses[-100:]) if res.losses else float("nan")
     print(
-        f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} {spec['model']} "
-        f"for {res.step} steps on {data.shape[0]} configurations; final loss {tail:.4f}; "
-        f"model in {args.out}"
+        f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} "
+        f"{spec.network.name} for {res.step} steps on {data.shape[0]} configurations; "
+        f"final loss {tail:.4f}; model in {args.out}"
     )
     return 0 if res.status == "done" else 1
 
 
 def cmd_sample(args) -> int:
     from .io import save_ensemble
-    from .sampling import sample_model, sample_osq
-    from .train import is_osq, load_checkpoint
+    from .sampling import sample_model
 
+    options = {
+        "steps": args.steps,
+        "t_mh": args.t_mh,
+        "c": args.c,
+        "chains": args.chains,
+        "thin": args.thin,
+        "corrector_steps": args.corrector_steps,
+        "snr": args.snr,
+        "anneal": args.anneal,
+    }
+    from .checkpoint import ModelDir
+
+    spec, _ = ModelDir(args.model_dir).read_spec()  # no weights read: verified once below
+    is_osq = spec.objective.name == "osq"
+    # each method takes its own options; the parser's defaults fill the rest
+    wanted = {
+        "sde": ("steps",),
+        "ode": ("steps",),
+        "pc": ("steps", "corrector_steps", "snr"),
+        "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal"),
+        "imh": () if not is_osq else ("steps",),
+    }[args.method]
+    kw = {k: options[k] for k in wanted if options[k] is not None}
+    res = sample_model(
+        args.model_dir,
+        args.n,
+        args.method,
+        seed=args.seed,
+        L=args.L,
+        beta=args.beta,
+        progress=not args.quiet,
+        **kw,
+    )
+    meta = res.metadata
     extra = ""
-    if is_osq(load_checkpoint(args.model_dir)[0]):
-        if args.beta is not None:
-            raise CLIError("--beta conditioning is for diffusion models of U(1)")
-        samples, meta, action, log_w = sample_osq(
-            args.model_dir,
-            args.n,
-            args.method,
-            seed=args.seed,
-            L=args.L,
-            steps=args.steps,
-            progress=not args.quiet,
-        )
+    if is_osq:
         extra = (
             f", ESS {meta['ess']:.1f}/{args.n}, log Z {meta['log_z']:.5f} ± "
             f"{meta['log_z_error']:.5f}"
             if "ess" in meta
             else " (unweighted: reference marginal unknown)"
         )
-    else:
-        log_w = None
-        samples, meta, action = sample_model(
-            args.model_dir,
-            args.n,
-            args.method,
-            seed=args.seed,
-            L=args.L,
-            beta=args.beta,
-            steps=500 if args.steps is None else args.steps,
-            t_mh=args.t_mh,
-            c=args.c,
-            chains=args.chains,
-            thin=args.thin,
-            corrector_steps=args.corrector_steps,
-            snr=args.snr,
-            anneal=args.anneal,
-            progress=not args.quiet,
-        )
-    save_ensemble(args.out, samples, meta, log_weights=log_w)
+    save_ensemble(args.out, res.samples, meta, log_weights=res.log_weights)
     print(
-        f"wrote {args.out}: {samples.shape[0]}×{samples.shape[1]} configurations of "
-        f"{action.name} {action.params} by {meta['sampler']['sampler']}, acceptance "
+        f"wrote {args.out}: {res.samples.shape[0]}×{res.samples.shape[1]} configurations of "
+        f"{res.action.name} {res.action.params} by {meta['sampler']['sampler']}, acceptance "
         f"{meta['acceptance']:.3f}{extra}"
     )
     return 0
@@ -466,7 +558,7 @@ def _theory_params(items) -> dict:
 def cmd_osq(args) -> int:
     import numpy as np
 
-    from .io import THEORIES
+    from .theories import THEORIES
     from .train import TrainConfig, train
 
     euclid = ("phi4", "quartic", "double_well", "cosine")
@@ -483,30 +575,29 @@ def cmd_osq(args) -> int:
         kwargs = {"d": action.d, "channels": args.channels, "levels": args.levels}
     else:
         raise CLIError(f"no residual network for {action.name} {action.params}")
-    spec = {
-        "model": model,
-        "kwargs": kwargs,
-        "schedule": None,
-        "zero_init": True,
-        "config_shape": list(action.config_shape),
-        "group": "euclidean",
-        "theory": {"name": action.name, "params": action.params},
-        "objective": {
-            "name": "osq",
-            "T": args.T,
-            "g": args.g,
-            "steps": args.steps,
-            "reference": args.reference,
-            "terminal": args.terminal,
-            "loss": args.loss,
-            "prior": "gaussian",
-            "prior_mean": args.prior_mean,
-            "prior_std": args.prior_std,
-        },
-    }
-    from .train import build_osq
+    from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, TheorySpec
 
-    build_osq(spec, lambda t, x: x)  # validates the objective before any work
+    objective = {
+        "T": args.T,
+        "g": args.g,
+        "steps": args.steps,
+        "paths": args.batch,
+        "reference": args.reference,
+        "terminal": args.terminal,
+        "loss": args.loss,
+        "prior": "gaussian",
+        "prior_mean": args.prior_mean,
+        "prior_std": args.prior_std,
+    }
+    spec = ModelSpec(
+        network=NetworkSpec(model, kwargs),
+        schedule=None,
+        objective=ObjectiveSpec("osq", objective),
+        config_shape=tuple(action.config_shape),
+        theory=TheorySpec.of(action),
+        zero_init=True,
+    )
+    spec.build_objective(action)  # validates the objective before any work
     config = TrainConfig(
         steps=args.iters,
         batch=args.batch,

@@ -27,6 +27,7 @@ def _log(msg):
     sys.stderr.flush()
 
 
+# long: 15 keyword arguments and four stages in order (each stage a helper or a library call)
 def run_demo(
     out: str,
     L: int = 8,
@@ -47,14 +48,10 @@ def run_demo(
     """Run the demo into the new folder `out`; returns the table, its text and the figure path.
     DM+MAALA: `n` independent chains, each started from the reverse SDE at `t_mh` and kept
     after `mh_steps` Metropolis-adjusted Langevin steps."""
-    from .dynamics import Reverse
     from .io import save_ensemble
-    from .kernels import FourierKernel
-    from .mcmc import HMC, run_chains
     from .nn import UNet
-    from .observables import analyze
     from .sampling import sample_model
-    from .solvers import solve
+    from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
     from .theories import Phi4
     from .train import TrainConfig, load_model, train
 
@@ -67,34 +64,17 @@ def run_demo(
 
     # 1. HMC ensemble (Fourier-accelerated: short autocorrelations at small cost)
     _log(f"[1/4] HMC ensemble: φ⁴ L={L}, κ={kappa}, λ={lam}, {n} configurations")
-    chains = 4
-    hmc = HMC(action, 0.1, 10, kernel=FourierKernel.free_field((L, L), 0.05))
-    init = jax.vmap(action.random_config)(jr.split(jr.key(seed), chains))
-    samples, acc = run_chains(
-        hmc, jr.key(seed + 1), init, -(-n // chains), n_therm=200, thin=2, progress=not quiet
-    )
-    save_ensemble(
-        os.path.join(out, "hmc.npz"),
-        samples,
-        {
-            "theory": "phi4",
-            "params": action.params,
-            "sampler": hmc.settings,
-            "seed": seed,
-            "acceptance": float(np.mean(acc)),
-        },
-    )
+    samples, acc = _hmc_ensemble(action, n, seed, out, quiet)
 
     # 2. train the score network
     _log(f"[2/4] training the U-Net score network ({train_steps} steps, VE σ={sigma})")
-    spec = {
-        "model": "unet",
-        "kwargs": {"d": 2, "channels": channels, "levels": 2},
-        "schedule": {"name": "ve", "sigma": sigma, "T": 1.0},
-        "config_shape": [L, L],
-        "group": "euclidean",
-        "theory": {"name": "phi4", "params": action.params},
-    }
+    spec = ModelSpec(
+        network=NetworkSpec("unet", {"d": 2, "channels": channels, "levels": 2}),
+        schedule=ScheduleSpec("ve", {"sigma": sigma, "T": 1.0}),
+        objective=ObjectiveSpec("dsm", {"t_min": 1e-3, "importance": True}),
+        config_shape=(L, L),
+        theory=TheorySpec.of(action),
+    )
     model_dir = os.path.join(out, "model")
     t_train = time.perf_counter()
     train(
@@ -105,7 +85,6 @@ def run_demo(
             steps=train_steps,
             batch=batch,
             lr=2e-3,
-            importance=True,
             steps_per_call=min(100, train_steps),
             seed=seed,
         ),
@@ -119,18 +98,10 @@ def run_demo(
         f"{mh_steps} MH steps per chain)"
     )
     ens = {"HMC": samples}
-    for name, method in (("DM", "sde"), ("DM+MAALA", "maala")):
-        x, meta, _ = sample_model(
-            model_dir,
-            n,
-            method,
-            seed=seed + 2,
-            steps=sde_steps,
-            t_mh=t_mh,
-            c=c,
-            chains=n,
-            thin=mh_steps,
-            progress=not quiet,
+    maala_options = {"t_mh": t_mh, "c": c, "chains": n, "thin": mh_steps}
+    for name, method, options in (("DM", "sde", {}), ("DM+MAALA", "maala", maala_options)):
+        x, meta, *_ = sample_model(
+            model_dir, n, method, seed=seed + 2, steps=sde_steps, progress=not quiet, **options
         )
         save_ensemble(os.path.join(out, f"{method}.npz"), x, meta)
         ens[name] = x
@@ -139,26 +110,7 @@ def run_demo(
 
     # 4. compare
     _log("[4/4] measuring")
-    results = {name: analyze(action, x) for name, x in ens.items()}
-    table = {
-        name: {
-            k: {"value": r[k].value, "error": r[k].error, "tau_int": r[k].tau_int}
-            for k in OBSERVABLES
-        }
-        for name, r in results.items()
-    }
-    lines = [
-        f"2D φ⁴  L={L}  κ={kappa}  λ={lam}  ({n} configurations each; "
-        f"HMC acceptance {np.mean(acc):.2f}, MAALA acceptance {maala_acc:.2f})",
-        f"{'observable':<12}" + "".join(f"{name:>30}" for name in ens),
-    ]
-    for k in OBSERVABLES:
-        cells = ""
-        for name in ens:
-            r = results[name][k]
-            cells += f"{f'{r.value:.4f} ± {r.error:.4f} (τ {r.tau_int:.1f})':>30}"
-        lines.append(f"{k:<12}{cells}")
-    text = "\n".join(lines)
+    table, text = _compare(action, ens, n, float(np.mean(acc)), maala_acc)
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(
             {"table": table, "train_seconds": t_train, "total_seconds": time.perf_counter() - t0},
@@ -169,7 +121,66 @@ def run_demo(
         fh.write(text + "\n")
 
     # figure: one configuration during denoising, and the observables
-    model = load_model(model_dir)
+    path, ts = _denoising(load_model(model_dir), L, sde_steps, seed)
+    figure = _figure(os.path.join(out, "demo.png"), np.asarray(path), np.asarray(ts), table)
+    return {"text": text, "table": table, "figure": figure, "train_seconds": t_train}
+
+
+def _hmc_ensemble(action, n, seed, out, quiet):
+    """`(samples (4, n/4, L, L), acceptance)` by Fourier-accelerated HMC, saved as hmc.npz."""
+    from .io import save_ensemble
+    from .mcmc import HMC, run_chains
+    from .preconditioners import FourierKernel
+
+    chains = 4
+    hmc = HMC(action, 0.1, 10, kernel=FourierKernel.free_field(action.lattice_shape, 0.05))
+    init = jax.vmap(action.random_config)(jr.split(jr.key(seed), chains))
+    samples, acc = run_chains(
+        hmc, jr.key(seed + 1), init, -(-n // chains), n_therm=200, thin=2, progress=not quiet
+    )
+    meta = {
+        "theory": "phi4",
+        "params": action.params,
+        "sampler": hmc.settings,
+        "seed": seed,
+        "acceptance": float(np.mean(acc)),
+    }
+    save_ensemble(os.path.join(out, "hmc.npz"), samples, meta)
+    return samples, acc
+
+
+def _compare(action, ens, n, hmc_acc, maala_acc):
+    """The observables of every ensemble with errors: `(table, text)`."""
+    from .observables import analyze
+
+    results = {name: analyze(action, x) for name, x in ens.items()}
+    table = {
+        name: {
+            k: {"value": r[k].value, "error": r[k].error, "tau_int": r[k].tau_int}
+            for k in OBSERVABLES
+        }
+        for name, r in results.items()
+    }
+    p = action.params
+    lines = [
+        f"2D φ⁴  L={p['L']}  κ={p['kappa']}  λ={p['lam']}  ({n} configurations each; "
+        f"HMC acceptance {hmc_acc:.2f}, MAALA acceptance {maala_acc:.2f})",
+        f"{'observable':<12}" + "".join(f"{name:>30}" for name in ens),
+    ]
+    for k in OBSERVABLES:
+        cells = ""
+        for name in ens:
+            r = results[name][k]
+            cells += f"{f'{r.value:.4f} ± {r.error:.4f} (τ {r.tau_int:.1f})':>30}"
+        lines.append(f"{k:<12}{cells}")
+    return table, "\n".join(lines)
+
+
+def _denoising(model, L, sde_steps, seed):
+    """One configuration along the reverse SDE, saved at a few times."""
+    from .dynamics import Reverse
+    from .solvers import solve
+
     sch = model.schedule
     ts = jnp.array([1.0, 0.5, 0.3, 0.15, 0.05, 0.0])
     path = solve(
@@ -181,8 +192,7 @@ def run_demo(
         n_steps=sde_steps,
         ts=ts,
     ).ys
-    figure = _figure(os.path.join(out, "demo.png"), np.asarray(path), np.asarray(ts), table)
-    return {"text": text, "table": table, "figure": figure, "train_seconds": t_train}
+    return path, ts
 
 
 def _figure(path, denoising, ts, table):

@@ -33,11 +33,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
-from .groups import U1, AbstractGroup, Euclidean
-from .kernels import FourierKernel
-from .sde import AbstractSchedule, VarianceExploding
+from .groups import AbstractGroup, Euclidean
+from .preconditioners import AbstractKernel, as_kernel
+from .schedules import AbstractSchedule
+from .theories.function import as_action
 
 __all__ = [
     "AbstractDynamics",
@@ -75,10 +76,10 @@ class AbstractDynamics(eqx.Module):
         return None
 
     @abc.abstractmethod
-    def drift(self, t, y, args) -> Array:
+    def drift(self, t, y, args, /) -> Array:
         """Drift in algebra coordinates at solver time `t`."""
 
-    def noise_scale(self, t, y, args):
+    def noise_scale(self, t, y, args, /):
         """Noise amplitude in algebra coordinates: an array/scalar `σ` (diagonal noise,
         `σ·dW`), or a linear map (callable or `lineax` operator) applied to `dW`."""
         raise NotImplementedError
@@ -91,7 +92,7 @@ class AbstractDynamics(eqx.Module):
         """Physical time `t` for solver time `s`."""
         return self.T - s if self.time_reversed else s
 
-    def terms(self, brownian: diffrax.AbstractBrownianPath | None = None):
+    def terms(self, brownian: diffrax.AbstractBrownianPath | None = None) -> diffrax.AbstractTerm:
         """diffrax terms: `ODETerm` for the drift, plus a `ControlTerm` driven by `brownian`.
 
         Diagonal noise on flat states becomes a `lineax.DiagonalLinearOperator` (so diffrax's
@@ -115,6 +116,22 @@ class AbstractDynamics(eqx.Module):
             return lx.FunctionLinearOperator(lambda dw: group.algebra(fn(dw)), noise)
 
         return diffrax.MultiTerm(drift, diffrax.ControlTerm(diffusion, brownian))
+
+    # --- what `solve` asks of every dynamics (augmented-state dynamics override these) -----
+    def solver_state(self, y0: Array) -> PyTree:
+        """The solver's initial state for a field `y0` (the field itself by default)."""
+        return y0
+
+    def solver_terms(
+        self, brownian, y0: Array, probe_key: PRNGKeyArray | None = None
+    ) -> diffrax.AbstractTerm:
+        """The diffrax terms for a solve from `y0` (`brownian` for SDEs, `probe_key` for
+        stochastic divergence estimates)."""
+        return self.terms(brownian) if self.is_sde else self.terms()
+
+    def canonical(self, ys: PyTree) -> PyTree:
+        """Solver output → canonical states (`group.canonical`: angles wrapped on U(1))."""
+        return self.group.canonical(ys)
 
     def has_diagonal_noise(self, t, y, args=None) -> bool:
         """Whether the noise amplitude at `(t, y)` is elementwise (diagonal)."""
@@ -189,9 +206,7 @@ class _ScheduleDynamics(AbstractDynamics):
         return self.schedule.T
 
     def _check_group(self):
-        if not isinstance(self.group, Euclidean) and not isinstance(
-            self.schedule, VarianceExploding
-        ):
+        if not self.group.is_vector_space and not self.schedule.drift_free:
             raise ValueError(
                 f"{type(self.schedule).__name__} has a linear drift a(t)φ, which is only defined "
                 f"for Euclidean fields; use VarianceExploding on {self.group}."
@@ -245,8 +260,8 @@ class Reverse(_ScheduleDynamics):
     def drift(self, s, y, args):
         t = self.T - s
         g = self.schedule.diffusion(t)
-        flat = -self.schedule.drift_coeff(t) * y if isinstance(self.group, Euclidean) else 0.0
-        return flat + g**2 * self.score(t, y)
+        linear = 0.0 if self.schedule.drift_free else -self.schedule.drift_coeff(t) * y
+        return linear + g**2 * self.score(t, y)
 
     def noise_scale(self, s, y, args):
         return self.schedule.diffusion(self.T - s)
@@ -304,7 +319,7 @@ class ProbabilityFlow(_ScheduleDynamics):
         divergence: Literal["exact", "hutchinson"] = "exact",
         group: AbstractGroup = Euclidean(),
     ):
-        if not isinstance(group, (Euclidean, U1)):
+        if not group.is_flat:
             raise ValueError(
                 f"ProbabilityFlow is implemented for Euclidean fields and U(1) angles, got {group}."
             )
@@ -328,13 +343,24 @@ class ProbabilityFlow(_ScheduleDynamics):
         """Log-density of the prior at `t = T`: `N(0, Σ(T)²)` per site, wrapped onto the circle
         for U(1) angles (`log` of `(1/2π)[1 + 2 Σ_k e^{−k²Σ²/2} cos kz]`, Jacobi's dual series,
         exact to double precision for `Σ(T) ≥ 1`)."""
-        if isinstance(self.group, Euclidean):
+        if self.group.is_vector_space:
             return self.schedule.prior_logp(z)
         return wrapped_normal_logp(z, self.schedule.prior_std)
 
     def endpoint(self, phi: Array) -> Array:
-        """The state as a configuration: `group.project` (wrapped into `(−π, π]` on U(1))."""
-        return self.group.project(phi)
+        """The state as a configuration: `group.canonical` (wrapped into `(−π, π]` on U(1));
+        `solve` already returns canonical states."""
+        return self.group.canonical(phi)
+
+    def solver_state(self, y0):
+        return (y0, jnp.zeros((), _real_dtype(y0)))
+
+    def solver_terms(self, brownian, y0, probe_key=None):
+        return self.terms(key=probe_key, shape=jnp.shape(y0))
+
+    def canonical(self, ys):
+        phi, delta = ys
+        return self.group.canonical(phi), delta
 
     def drift(self, t, y, args):
         return self.velocity(t, y)
@@ -342,7 +368,9 @@ class ProbabilityFlow(_ScheduleDynamics):
     def noise_shape(self, y):
         return jnp.shape(y[0])
 
-    def terms(self, brownian=None, *, key: PRNGKeyArray | None = None, shape=None):
+    def terms(
+        self, brownian=None, *, key: PRNGKeyArray | None = None, shape=None
+    ) -> diffrax.AbstractTerm:
         """`ODETerm` on `(φ, Δ)`. `key` and `shape` draw the Hutchinson probe."""
         if self.divergence == "hutchinson":
             if key is None or shape is None:
@@ -370,7 +398,8 @@ class Langevin(AbstractDynamics):
     - `action`: `S(φ) → scalar`. Its gradient is `action.force` when the action provides one,
       else autodiff (`group.grad`, the Lie derivative `∇^a S` on a group).
     - `force`: give `∇S` directly instead (algebra coordinates).
-    - `kernel`: `None` (K = 1), a positive scalar/array (elementwise K), or a `FourierKernel`.
+    - `kernel`: `None` (K = 1), a positive scalar/array (elementwise K) or any
+      `AbstractKernel` (e.g. `FourierKernel`, the same object FA-HMC takes).
 
     On SU(N) the increment `exp(i(−∇^a S dt + √2 dW^a) T^a)` is applied by the geometric
     Euler–Maruyama solver; it samples the Haar-weighted `e^{−S} dU`.
@@ -378,7 +407,7 @@ class Langevin(AbstractDynamics):
 
     force: Callable
     group: AbstractGroup
-    kernel: FourierKernel | Array | float | None
+    kernel: AbstractKernel
 
     def __init__(
         self,
@@ -386,35 +415,23 @@ class Langevin(AbstractDynamics):
         *,
         force: Callable | None = None,
         group: AbstractGroup = Euclidean(),
-        kernel: FourierKernel | Array | float | None = None,
+        kernel: AbstractKernel | ArrayLike | None = None,
     ):
         if force is None:
             if action is None:
                 raise ValueError("Langevin needs an `action` S(φ) or a `force` ∇S(φ).")
             if not callable(action):
                 raise TypeError("`action` must be a callable S(φ) returning a scalar.")
-            force = getattr(action, "force", None) or (lambda y: group.grad(action, y))
-        if isinstance(kernel, FourierKernel) and not isinstance(group, Euclidean):
-            raise ValueError("A FourierKernel needs a Euclidean (scalar) field.")
-        if kernel is not None and not isinstance(kernel, FourierKernel):
-            kernel = jnp.asarray(kernel, float)
-            if not bool(jnp.all(kernel > 0)):
-                raise ValueError("`kernel` must be strictly positive.")
+            force = as_action(action, group=group).force
+        kernel = as_kernel(kernel)
+        if kernel.needs_flat and not group.is_vector_space:
+            raise ValueError(f"A {type(kernel).__name__} needs a Euclidean (scalar) field.")
         self.force = force
         self.group = group
         self.kernel = kernel
 
     def drift(self, t, y, args):
-        f = self.force(y)
-        if self.kernel is None:
-            return -f
-        if isinstance(self.kernel, FourierKernel):
-            return -self.kernel(f)
-        return -self.kernel * f
+        return -self.kernel(self.force(y))
 
     def noise_scale(self, t, y, args):
-        if self.kernel is None:
-            return jnp.sqrt(2.0)
-        if isinstance(self.kernel, FourierKernel):
-            return lambda dw: jnp.sqrt(2.0).astype(dw.dtype) * self.kernel.sqrt(dw)
-        return jnp.sqrt(2.0 * self.kernel)
+        return self.kernel.langevin_noise()

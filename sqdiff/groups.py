@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import functools
 import itertools
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -30,11 +31,20 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-__all__ = ["AbstractGroup", "Euclidean", "U1", "SUN", "SU"]
+from .registry import Registry
+
+__all__ = ["AbstractGroup", "Euclidean", "GROUPS", "U1", "SUN", "SU", "wrap_angle"]
 
 
 class AbstractGroup(eqx.Module):
     """A Lie group acting on every site/link of a lattice field."""
+
+    #: registry name (`GROUPS`); `params` rebuild it: `GROUPS[name](**params)`
+    name: ClassVar[str]
+
+    @property
+    def params(self) -> dict:
+        return {}
 
     @property
     @abc.abstractmethod
@@ -88,6 +98,37 @@ class AbstractGroup(eqx.Module):
     @property
     def is_complex(self) -> bool:
         return False
+
+    # --- capabilities (answered by each group instead of type tests elsewhere) --------------
+    #: increments add (abelian, one number per site): any diffrax solver integrates such a
+    #: state, `solve` maps the result to its canonical representative afterwards
+    is_flat: ClassVar[bool] = False
+    #: the state space is the vector space of the coordinates itself (no wrapping, no Haar
+    #: measure): Gaussian priors, VP/sub-VP schedules and the Hutchinson flow live there
+    is_vector_space: ClassVar[bool] = False
+
+    def canonical(self, U: Array) -> Array:
+        """The canonical representative of a state (angles in (−π, π] for U(1); the state
+        itself otherwise). `solve` applies it after every solver."""
+        return U
+
+    def difference(self, U: Array, V: Array) -> Array:
+        """`U − V` as a small increment in the state representation (for error estimates):
+        wrapped to (−π, π] on U(1)."""
+        return U - V
+
+    def langevin_log_density(
+        self, to: Array, start: Array, mean: Array, step_size: Float[Array, ""]
+    ) -> Float[Array, ""]:
+        """`log q(to | start)` up to a constant for the Langevin proposal
+        `to = exp(i(mean + √(2ε) η)^a T^a) start`, `η ~ N(0, 1)` (`mean` in algebra
+        coordinates). Needed by Metropolis-adjusted Langevin."""
+        raise NotImplementedError(
+            f"the Langevin proposal density on {self} is not implemented (Metropolis-adjusted "
+            "Langevin supports Euclidean and U(1) fields)."
+        )
+
+    has_langevin_density: ClassVar[bool] = False
 
     # --- the algebra -----------------------------------------------------------------------
     @abc.abstractmethod
@@ -152,12 +193,30 @@ class AbstractGroup(eqx.Module):
         return jax.grad(lambda X: f(self.first_order_retract(U, X)))(X0)
 
 
-class Euclidean(AbstractGroup):
+class _OneNumber(AbstractGroup):
+    """A group with one real number per site (Euclidean, U(1))."""
+
+    @property
+    def element_shape(self):
+        return ()
+
+    @property
+    def coord_shape(self):
+        return ()
+
+    @property
+    def algebra_dim(self):
+        return 1
+
+
+class Euclidean(_OneNumber):
     """Real scalar fields: the translation group `R`, `retract(φ, X) = φ + X`."""
 
-    element_shape = ()
-    coord_shape = ()
-    algebra_dim = 1
+    name = "euclidean"
+
+    is_flat = True
+    is_vector_space = True
+    has_langevin_density = True
 
     def algebra(self, X):
         return X
@@ -167,6 +226,9 @@ class Euclidean(AbstractGroup):
 
     def apply(self, U, A):
         return U + A
+
+    def langevin_log_density(self, to, start, mean, step_size):
+        return -jnp.sum((to - start - mean) ** 2) / (4 * step_size)
 
     def exp(self, X):
         return X
@@ -193,17 +255,18 @@ class Euclidean(AbstractGroup):
         return "Euclidean()"
 
 
-def _wrap_angle(theta):
+def wrap_angle(theta):
     """Map angles to (−π, π]."""
     return jnp.pi - jnp.mod(jnp.pi - theta, 2 * jnp.pi)
 
 
-class U1(AbstractGroup):
+class U1(_OneNumber):
     """U(1) fields stored as real angles `θ ∈ (−π, π]` (the element is `e^{iθ}`)."""
 
-    element_shape = ()
-    coord_shape = ()
-    algebra_dim = 1
+    name = "u1"
+
+    is_flat = True
+    has_langevin_density = True
 
     def algebra(self, X):
         return X
@@ -212,19 +275,32 @@ class U1(AbstractGroup):
         return A
 
     def apply(self, U, A):
-        return _wrap_angle(U + A)
+        return wrap_angle(U + A)
+
+    def canonical(self, U):
+        return wrap_angle(U)
+
+    def difference(self, U, V):
+        return wrap_angle(U - V)
+
+    def langevin_log_density(self, to, start, mean, step_size):
+        """The wrapped Gaussian: the images `θ + 2πk`, |k| ≤ 2, summed (exact to far below
+        rounding for `ε` ≤ 1)."""
+        images = 2 * jnp.pi * jnp.arange(-2, 3)
+        d = wrap_angle(to - start - mean)[..., None] + images
+        return jnp.sum(jax.nn.logsumexp(-(d**2) / (4 * step_size), axis=-1))
 
     def exp(self, X):
-        return _wrap_angle(X)
+        return wrap_angle(X)
 
     def log(self, U):
-        return _wrap_angle(U)
+        return wrap_angle(U)
 
     def identity(self, lattice_shape, dtype=None):
         return jnp.zeros(lattice_shape, dtype or jnp.zeros(()).dtype)
 
     def project(self, U):
-        return _wrap_angle(U)
+        return wrap_angle(U)
 
     def sample_haar(self, key, lattice_shape, dtype=None):
         dtype = dtype or jnp.zeros(()).dtype
@@ -307,6 +383,11 @@ class SUN(AbstractGroup):
     """
 
     N: int = eqx.field(static=True)
+    name = "su"
+
+    @property
+    def params(self):
+        return {"N": self.N}
 
     def __check_init__(self):
         if not isinstance(self.N, int) or self.N < 2:
@@ -436,3 +517,7 @@ class SUN(AbstractGroup):
 def SU(N: int) -> SUN:
     """`SU(N)` group object, e.g. `SU(2)`, `SU(3)`."""
     return SUN(N)
+
+
+#: every group class with a `name`
+GROUPS: Registry = Registry("group", AbstractGroup)

@@ -12,14 +12,10 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from .theories import Cosine0D, DoubleWell0D, Phi4, Quartic0D, SUNWilson, U1Wilson2D
-from .theories.base import AbstractAction
+from .theories.base import THEORIES, AbstractAction
 
 __all__ = ["Ensemble", "save_ensemble", "load_ensemble", "action_from_metadata", "THEORIES"]
 
-THEORIES: dict[str, type[AbstractAction]] = {
-    cls.name: cls for cls in (Phi4, U1Wilson2D, SUNWilson, Quartic0D, DoubleWell0D, Cosine0D)
-}
 REQUIRED = ("theory", "params", "sampler", "seed", "acceptance", "sqdiff_version")
 
 
@@ -33,8 +29,8 @@ class Ensemble(NamedTuple):
 def action_from_metadata(meta: dict) -> AbstractAction:
     """Rebuild the action named by ensemble metadata."""
     theory = meta.get("theory")
-    if theory not in THEORIES:
-        raise ValueError(f"unknown theory {theory!r} in metadata; known: {sorted(THEORIES)}.")
+    if not isinstance(theory, str) or theory not in THEORIES:
+        raise ValueError(f"unknown theory {theory!r} in metadata; known: {THEORIES.names()}.")
     params = meta.get("params")
     if not isinstance(params, dict):
         raise ValueError("metadata field 'params' must be an object of theory parameters.")
@@ -65,7 +61,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
 def save_ensemble(path: str, samples, metadata: dict, log_weights=None) -> None:
     """Write `samples` `(chains, n, *config)` with `metadata` (needs the fields `REQUIRED`) and,
     for importance-weighted samples, their `log_weights` `(chains, n)`."""
-    from . import __version__
+    from ._version import __version__
 
     samples = np.asarray(samples)
     meta = dict(metadata)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .stats import GammaResult, gamma_method, reweighted
 from .theories.base import AbstractAction
+from .theories.function import as_action
 
 __all__ = ["measure_primaries", "analyze"]
 
@@ -28,11 +31,14 @@ def measure_primaries(action: AbstractAction, samples, batch: int = 256) -> dict
 
 
 def analyze(
-    action: AbstractAction, samples, S: float = 1.5, log_weights=None
+    action: AbstractAction | Callable, samples, S: float = 1.5, log_weights=None
 ) -> dict[str, GammaResult]:
     """Every observable of `action.observables()` with value, error and τ_int (Γ-method over
     the chains as replicas). With `log_weights` `(chains, n)` (independent importance-weighted
-    samples) the values are self-normalised reweighted estimates (`stats.reweighted`)."""
+    samples) the values are self-normalised reweighted estimates (`stats.reweighted`). A plain
+    callable `S(φ)` is analysed through `as_action` (its observable is the action)."""
+    samples = np.asarray(samples)
+    action = as_action(action, example=samples[0, 0] if samples.ndim >= 2 else None)
     prim = measure_primaries(action, samples)
     out = {}
     for name, (keys, f) in action.observables().items():

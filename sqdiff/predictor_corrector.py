@@ -27,8 +27,9 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .dynamics import Reverse
-from .groups import U1, AbstractGroup, Euclidean
-from .sde import AbstractSchedule
+from .groups import AbstractGroup, Euclidean
+from .mcmc.proposal import langevin_step
+from .schedules import AbstractSchedule
 from .solvers import solve
 
 __all__ = ["annealed_langevin", "predictor_corrector"]
@@ -41,9 +42,9 @@ def _on_group(group, x):
 
 
 def predictor_corrector(
+    key: PRNGKeyArray,
     schedule: AbstractSchedule,
     score: Callable,
-    key: PRNGKeyArray,
     shape: tuple[int, ...],
     *,
     n_steps: int = 500,
@@ -57,7 +58,7 @@ def predictor_corrector(
     noise ratio `snr`. `vmap` over keys for many samples. The last level is `t_min` (default
     `10⁻³ T`, as in Song et al.): the corrector needs a finite score there."""
     group = group or Euclidean()
-    if not isinstance(group, (Euclidean, U1)):
+    if not group.is_flat:
         raise ValueError(f"predictor–corrector supports Euclidean and U(1) fields, got {group}.")
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
@@ -79,7 +80,7 @@ def predictor_corrector(
         z = jr.normal(k, x.shape, x.dtype)
         s_norm = jnp.maximum(jnp.linalg.norm(s), jnp.linalg.norm(z) / schedule.marginal_std(t))
         eps = 2 * (snr * jnp.linalg.norm(z) / s_norm) ** 2
-        return group.apply(x, eps * s + jnp.sqrt(2 * eps) * z), None
+        return langevin_step(group, x, s, eps, z), None
 
     def level(x, args):
         k, t_hi, t_lo = args
@@ -95,9 +96,9 @@ def predictor_corrector(
 
 
 def annealed_langevin(
+    key: PRNGKeyArray,
     schedule: AbstractSchedule,
     score: Callable,
-    key: PRNGKeyArray,
     x: Float[Array, "..."],
     t_levels: Float[Array, " levels"],
     *,

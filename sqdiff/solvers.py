@@ -23,7 +23,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ._checks import check_finite, check_time, is_concrete
 from .dynamics import AbstractDynamics, ProbabilityFlow
-from .groups import U1, AbstractGroup, Euclidean
+from .groups import AbstractGroup, Euclidean
 
 __all__ = ["GeometricEulerMaruyama", "GeometricHeun", "solve", "log_likelihood"]
 
@@ -58,14 +58,26 @@ class GeometricEulerMaruyama(diffrax.AbstractItoSolver):
 
 
 class GeometricHeun(diffrax.AbstractStratonovichSolver, diffrax.AbstractAdaptiveSolver):
-    r"""Lie-group Heun with an embedded Euler error estimate (adaptive stepping on groups).
+    r"""Lie-group Heun with an error estimate, for adaptive stepping on groups.
 
     `Δ1 = Δ(t0, y0)`, `ỹ = exp(Δ1) y0`, `Δ2 = Δ(t1, ỹ)` with the same Brownian increment,
-    `y1 = exp(½(Δ1 + Δ2)) y0`; error `y1 − ỹ`. Converges to the Stratonovich solution (equal
-    to Itô for additive noise in the algebra, as in Langevin and reverse dynamics).
+    `y1 = exp(½(Δ1 + Δ2)) y0`. Converges to the Stratonovich solution (equal to Itô for
+    additive noise in the algebra, as in Langevin and reverse dynamics; on a compact group the
+    Stratonovich equation is the one whose generator is the Laplace–Beltrami operator).
+
+    Error estimate:
+    - `step_doubling=False`: the embedded Euler step, `y1 ⊖ ỹ` (enough for ODEs);
+    - `step_doubling=True` (what `solve` uses for SDEs): one Heun step over `[t0, t1]` against
+      two over `[t0, tm]`, `[tm, t1]` with the Brownian increments of the two halves (so the
+      estimate sees the stochastic part: for constant drift and noise on a non-abelian group
+      the embedded estimate is exactly zero while the step misses the commutator
+      `½[ΔW_1, ΔW_2]`). The two half steps are returned (local extrapolation); 3× the cost.
+
+    `⊖` is `group.difference` (wrapped on U(1)).
     """
 
     group: AbstractGroup = Euclidean()
+    step_doubling: bool = eqx.field(default=False, static=True)
     term_structure: ClassVar = AbstractTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
 
@@ -78,14 +90,24 @@ class GeometricHeun(diffrax.AbstractStratonovichSolver, diffrax.AbstractAdaptive
     def init(self, terms, t0, t1, y0, args):
         return None
 
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        del solver_state, made_jump
+    def _heun(self, terms, t0, t1, y0, args):
         control = terms.contr(t0, t1)
         d1 = terms.vf_prod(t0, y0, args, control)
         y_euler = self.group.apply(y0, d1)
         d2 = terms.vf_prod(t1, y_euler, args, control)
-        y1 = self.group.apply(y0, (0.5 * (d1**ω + d2**ω)).ω)
-        y_error = (y1**ω - y_euler**ω).ω
+        return self.group.apply(y0, (0.5 * (d1**ω + d2**ω)).ω), y_euler
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        y1, y_euler = self._heun(terms, t0, t1, y0, args)
+        if self.step_doubling:
+            tm = t0 + 0.5 * (t1 - t0)
+            y_half, _ = self._heun(terms, t0, tm, y0, args)
+            y_fine, _ = self._heun(terms, tm, t1, y_half, args)
+            y_error = self.group.difference(y_fine, y1)
+            y1 = y_fine
+        else:
+            y_error = self.group.difference(y1, y_euler)
         return y1, y_error, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
@@ -112,6 +134,7 @@ def _time_interval(dynamics, t0, t1):
     return dynamics.physical_time(t0), dynamics.physical_time(t1)
 
 
+# long: the signature and the argument docs; the body delegates to helpers
 def solve(
     dynamics: AbstractDynamics,
     y0: ArrayLike,
@@ -130,6 +153,7 @@ def solve(
     adjoint: diffrax.AbstractAdjoint | None = None,
     max_steps: int = 16384,
     probe_key: PRNGKeyArray | None = None,
+    brownian: diffrax.AbstractBrownianPath | None = None,
 ) -> diffrax.Solution:
     r"""Integrate `dynamics` from physical time `t0` to `t1` starting at `y0`.
 
@@ -138,72 +162,26 @@ def solve(
       an ODE on a flat state.
     - **Adaptive** (`adaptive=True`, the default when `n_steps` is omitted):
       `VirtualBrownianTree` + `PIDController(pcoeff=0.1, icoeff=0.3)` with `ShARK`
-      (additive noise, flat states), `GeometricHeun` (groups) or `Tsit5` for ODEs.
+      (additive noise, flat states), `GeometricHeun` with a step-doubling error estimate that
+      sees the noise (groups) or `Tsit5` for ODEs.
 
     `ts` (physical times) saves the state there; otherwise only the final state is saved.
+    `brownian` drives an SDE by a given diffrax path instead of one made from `key` (e.g. the
+    increments drawn up front that optimal SQ differentiates through with checkpointing).
     Reverse-time dynamics take `t0 > t1` and the returned `sol.ts` are physical times.
     For `ProbabilityFlow`, `y0` is the field and `sol.ys` is the pair `(φ, Δ)` with
     `log p_{t1}(φ_{t1}) = log p_{t0}(φ_{t0}) − Δ`. Works under `jax.vmap` and `jax.jit`.
     """
-    if not isinstance(dynamics, AbstractDynamics):
-        raise TypeError(f"`dynamics` must be a sqdiff dynamics, got {type(dynamics).__name__}.")
-    group = dynamics.group
-    group.check_state(y0, "y0")
-    y0 = jnp.asarray(y0)
-    if not jnp.issubdtype(y0.dtype, jnp.inexact):
-        y0 = y0.astype(float)
-    if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-    if adaptive is None:
-        adaptive = n_steps is None
-    if not adaptive and n_steps is None:
-        raise ValueError("Fixed-step solves need `n_steps`.")
-    if adaptive and n_steps is not None:
-        raise ValueError("Give either `n_steps` (fixed steps) or `adaptive=True`, not both.")
-    if dynamics.is_sde and key is None:
-        raise ValueError(f"{type(dynamics).__name__} is stochastic: pass a PRNG `key`.")
+    given_noise = key if brownian is None else brownian
+    y0, adaptive = _check_arguments(dynamics, y0, given_noise, n_steps, adaptive)
     s0, s1 = _time_interval(dynamics, t0, t1)
     real = jnp.real(jnp.zeros((), y0.dtype)).dtype
-    flat = isinstance(group, (Euclidean, U1))
-
-    if dynamics.is_sde:
-        noise = jax.ShapeDtypeStruct(dynamics.noise_shape(y0), real)
-        if adaptive:
-            if not dynamics.additive_noise:
-                raise ValueError(
-                    "Adaptive stepping supports additive noise only; use fixed `n_steps` "
-                    "(Euler–Maruyama) for state-dependent noise."
-                )
-            use_shark = solver is None and flat and dynamics.has_diagonal_noise(s0, y0, args)
-            levy = diffrax.SpaceTimeLevyArea if use_shark or _needs_levy(solver) else None
-            bm = diffrax.VirtualBrownianTree(
-                min(s0, s1),
-                max(s0, s1),
-                tol=abs(s1 - s0) * 1e-4,
-                shape=noise,
-                key=key,
-                **({"levy_area": levy} if levy else {}),
-            )
-            if solver is None:
-                solver = diffrax.ShARK() if use_shark else GeometricHeun(group)
-        else:
-            bm = diffrax.UnsafeBrownianPath(shape=noise, key=key)
-            solver = solver or GeometricEulerMaruyama(group)
-            adjoint = adjoint or diffrax.ForwardMode()
-        terms = dynamics.terms(bm)
-    else:
-        if isinstance(dynamics, ProbabilityFlow):
-            terms = dynamics.terms(key=probe_key, shape=y0.shape)
-            y0 = (y0, jnp.zeros((), real))
-        else:
-            terms = dynamics.terms()
-        if solver is None:
-            solver = (
-                diffrax.Tsit5()
-                if flat
-                else (GeometricEulerMaruyama(group) if not adaptive else GeometricHeun(group))
-            )
-
+    if brownian is None:
+        bm, solver, adjoint = _noise_and_solver(
+            dynamics, y0, s0, s1, key, adaptive, solver, adjoint, args, real
+        )
+    else:  # a given path (e.g. increments drawn up front); the solver defaults as for fixed steps
+        bm, solver = brownian, solver or GeometricEulerMaruyama(dynamics.group)
     if adaptive:
         pid = dict(pcoeff=0.1, icoeff=0.3) if dynamics.is_sde else {}
         controller = diffrax.PIDController(rtol=rtol, atol=atol, **pid)
@@ -219,10 +197,76 @@ def solve(
         if dynamics.T is not None:
             check_time(ts, dynamics.T, "ts")
         saveat = diffrax.SaveAt(ts=dynamics.physical_time(ts))
-    sol = _diffeqsolve(terms, solver, s0, s1, dt0, y0, args, saveat, controller, adjoint, max_steps)
+    terms = dynamics.solver_terms(bm, y0, probe_key)
+    state0 = dynamics.solver_state(y0)
+    sol = _diffeqsolve(
+        terms, solver, s0, s1, dt0, state0, args, saveat, controller, adjoint, max_steps
+    )
+    sol = eqx.tree_at(lambda s: s.ys, sol, dynamics.canonical(sol.ys))
     if dynamics.time_reversed and sol.ts is not None:
         sol = eqx.tree_at(lambda s: s.ts, sol, dynamics.physical_time(sol.ts))
     return sol
+
+
+def _check_arguments(dynamics, y0, key, n_steps, adaptive):
+    """Validate `solve`'s arguments; returns the inexact `y0` and whether to adapt steps."""
+    if not isinstance(dynamics, AbstractDynamics):
+        raise TypeError(f"`dynamics` must be a sqdiff dynamics, got {type(dynamics).__name__}.")
+    dynamics.group.check_state(y0, "y0")
+    y0 = jnp.asarray(y0)
+    if not jnp.issubdtype(y0.dtype, jnp.inexact):
+        y0 = y0.astype(float)
+    if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
+        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
+    if adaptive is None:
+        adaptive = n_steps is None
+    if not adaptive and n_steps is None:
+        raise ValueError("Fixed-step solves need `n_steps`.")
+    if adaptive and n_steps is not None:
+        raise ValueError("Give either `n_steps` (fixed steps) or `adaptive=True`, not both.")
+    if dynamics.is_sde and key is None:
+        raise ValueError(f"{type(dynamics).__name__} is stochastic: pass a PRNG `key`.")
+    return y0, adaptive
+
+
+def _noise_and_solver(dynamics, y0, s0, s1, key, adaptive, solver, adjoint, args, real):
+    """The Brownian path (None for ODEs), the solver and the adjoint of a solve.
+
+    Fixed steps: `UnsafeBrownianPath` + `GeometricEulerMaruyama` (Euler–Maruyama on flat
+    fields), forward-mode adjoint. Adaptive: `VirtualBrownianTree` + `ShARK` (flat, diagonal
+    additive noise) or `GeometricHeun` with step doubling (groups). ODEs: `Tsit5` on flat
+    fields, the geometric solvers on groups."""
+    group = dynamics.group
+    if not dynamics.is_sde:
+        if solver is None:
+            solver = (
+                diffrax.Tsit5()
+                if group.is_flat
+                else (GeometricHeun(group) if adaptive else GeometricEulerMaruyama(group))
+            )
+        return None, solver, adjoint
+    noise = jax.ShapeDtypeStruct(dynamics.noise_shape(y0), real)
+    if not adaptive:
+        bm = diffrax.UnsafeBrownianPath(shape=noise, key=key)
+        return bm, solver or GeometricEulerMaruyama(group), adjoint or diffrax.ForwardMode()
+    if not dynamics.additive_noise:
+        raise ValueError(
+            "Adaptive stepping supports additive noise only; use fixed `n_steps` "
+            "(Euler–Maruyama) for state-dependent noise."
+        )
+    use_shark = solver is None and group.is_flat and dynamics.has_diagonal_noise(s0, y0, args)
+    levy = diffrax.SpaceTimeLevyArea if use_shark or _needs_levy(solver) else None
+    bm = diffrax.VirtualBrownianTree(
+        min(s0, s1),
+        max(s0, s1),
+        tol=abs(s1 - s0) * 1e-4,
+        shape=noise,
+        key=key,
+        **({"levy_area": levy} if levy else {}),
+    )
+    if solver is None:
+        solver = diffrax.ShARK() if use_shark else GeometricHeun(group, step_doubling=True)
+    return bm, solver, adjoint
 
 
 def _needs_levy(solver) -> bool:

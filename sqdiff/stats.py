@@ -25,6 +25,7 @@ __all__ = [
     "gamma_method",
     "jackknife",
     "kish_ess",
+    "log_z_estimate",
     "reweighted",
 ]
 
@@ -96,6 +97,7 @@ def _gradient(f, abar, h):
     return grad
 
 
+# long: Wolff's Γ-method in one piece (projection, windowing, error, bias correction)
 def gamma_method(
     data: ArrayLike,
     f: Callable[[np.ndarray], float] | None = None,
@@ -199,6 +201,15 @@ def kish_ess(log_weights: ArrayLike) -> float:
     lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
     w = np.exp(lw - lw.max())
     return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def log_z_estimate(log_w: ArrayLike) -> tuple[float, float]:
+    """`log Z ≈ log mean(w)` from importance log-weights `log w = log π̃(x) − log q(x)`, with
+    its delta-method error `std(w)/(√n mean(w))`."""
+    lw = np.asarray(log_w, np.float64).reshape(-1)
+    w = np.exp(lw - lw.max())
+    n = lw.shape[0]
+    return float(np.log(w.mean()) + lw.max()), float(w.std(ddof=1) / (np.sqrt(n) * w.mean()))
 
 
 def reweighted(

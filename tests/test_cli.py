@@ -317,7 +317,7 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         (["sample", model, "--n", "8", "--method", "maala", "--t-mh", "1.5"], "t_mh"),
         (["sample", model, "--n", "8", "--L", "16"], "no lattice size"),
         (["sample", str(tmp_path), "--n", "8"], "not a sqdiff model"),
-        (["sample", model, "--n", "8", "--beta", "2"], "U(1)"),
+        (["sample", model, "--n", "8", "--beta", "2"], "no coupling β"),
         (["sample", model, "--n", "8", "--method", "pc", "--snr", "0"], "snr"),
     ]:
         assert main(argv + ["--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
@@ -331,6 +331,24 @@ def test_sample_command_shows_progress(toy_model, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "dm-sde: [" in err and "40/40" in err
+
+
+def test_sample_command_verifies_the_checkpoint_once(toy_model, tmp_path, monkeypatch):
+    from sqdiff.checkpoint import ModelDir
+
+    loads = []
+    real = ModelDir.load
+
+    def counting(self):
+        loads.append(self.path)
+        return real(self)
+
+    monkeypatch.setattr(ModelDir, "load", counting)
+    for method in ("sde", "maala"):
+        loads.clear()
+        argv = ["sample", str(toy_model / "model"), "--n", "8", "--steps", "5", "--method", method]
+        assert main(argv + ["--out", str(tmp_path / f"{method}.npz"), "--quiet"]) == 0
+        assert len(loads) == 1, loads
 
 
 def test_demo_runs_end_to_end_small(tmp_path, capsys):

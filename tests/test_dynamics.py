@@ -196,7 +196,7 @@ def test_probability_flow_sampling_direction_and_density():
     sol = sq.solve(flow, z, 1.0, 1e-3, rtol=1e-6, atol=1e-6)
     x, delta = sol.ys[0][-1], sol.ys[1][-1]
     logp = vp.prior_logp(z) - delta
-    np.testing.assert_allclose(logp, jnp.sum(mix.log_prob(x, 1e-3, vp)), atol=5e-3)
+    np.testing.assert_allclose(logp, jnp.sum(mix.log_prob(1e-3, x, vp)), atol=5e-3)
 
 
 def test_adaptive_solves():

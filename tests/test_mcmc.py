@@ -32,8 +32,8 @@ def test_integrators_are_reversible(action, integrator):
     hmc = sq.HMC(action, 0.05, 20, integrator)
     pos = action.random_config(jr.key(0))
     P = hmc.sample_momentum(jr.key(1), pos)
-    pos1, P1 = hmc.integrate(pos, P)
-    back, Pb = hmc.integrate(pos1, -P1)
+    pos1, P1, _ = hmc.integrate(pos, P)
+    back, Pb, _ = hmc.integrate(pos1, -P1)
     assert float(jnp.max(jnp.abs(pos1 - pos))) > 1e-2  # it moved
     np.testing.assert_allclose(back, pos, atol=2e-4)
     np.testing.assert_allclose(-Pb, P, atol=2e-3)
@@ -51,7 +51,7 @@ def test_energy_violation_is_second_order(integrator):
 
             def dH(k):
                 P = hmc.sample_momentum(k, pos)
-                new, P1 = hmc.integrate(pos, P)
+                new, P1, _ = hmc.integrate(pos, P)
                 return action(new) + hmc.kinetic(P1) - action(pos) - hmc.kinetic(P)
 
             return float(jnp.mean(jnp.abs(jax.vmap(dH)(jr.split(jr.key(3), 32)))))
@@ -147,6 +147,18 @@ def test_u1_hmc_plaquette_and_topological_susceptibility():
     assert_4sigma(res["chi_t"], chi)
 
 
+def test_u1_mala_plaquette_and_topological_susceptibility():
+    # MALA on U(1) angles: wrapped proposals with the wrapped Gaussian density
+    beta, L = 1.0, 4
+    action = sq.U1Wilson2D(L, beta)
+    samples, acc = chains(action, sq.MALA(action, 0.05), 2000, n_chains=8, thin=2)
+    assert np.all(acc > 0.5)
+    res = sq.analyze(action, samples)
+    plaq, chi = u1_exact(beta, L)
+    assert_4sigma(res["plaquette"], plaq)
+    assert_4sigma(res["chi_t"], chi)
+
+
 # --- free field ---------------------------------------------------------------------------
 def _free_propagator(L, kappa):
     p = 2 * np.pi * np.fft.fftfreq(L)
@@ -174,10 +186,12 @@ def test_free_field_two_point_function_at_every_momentum(kind):
 def test_wolff_flips_one_cluster_and_keeps_magnitudes():
     action = sq.Phi4(8, 0.3, 0.022)
     phi = jr.normal(jr.key(5), (8, 8))
-    new, info = sq.WolffPhi4(action).step(jr.key(6), phi)
+    wolff = sq.WolffPhi4(action)
+    state, info = wolff.step(jr.key(6), wolff.init(phi))
+    new = state.position
     np.testing.assert_allclose(jnp.abs(new), jnp.abs(phi))
     flipped = int(jnp.sum(jnp.sign(new) != jnp.sign(phi)))
-    assert flipped == int(info["cluster_size"]) >= 1
+    assert flipped == int(info.cluster_size) >= 1
     with pytest.raises(ValueError, match="kappa > 0"):
         sq.WolffPhi4(sq.Phi4(8, -0.1, 0.1))
 
@@ -203,8 +217,8 @@ def test_sampler_bad_input():
         sq.HMC(action, 0.1, 0)
     with pytest.raises(ValueError, match="integrator"):
         sq.HMC(action, 0.1, 10, "rk4")
-    with pytest.raises(ValueError, match="Euclidean"):
-        sq.MALA(sq.U1Wilson2D(4, 1.0), 0.1)
+    with pytest.raises(ValueError, match="Euclidean and U"):
+        sq.MALA(sq.SUNWilson(2, 4, 1.0, d=2), 0.1)
     with pytest.raises(ValueError, match="shape"):
         sq.run_chains(sq.HMC(action, 0.1, 3), jr.key(0), jnp.zeros((2, 5, 5)), 10)
     with pytest.raises(ValueError, match="non-finite"):

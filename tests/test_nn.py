@@ -94,8 +94,9 @@ def test_periodic_conv_matches_equinox_conv_and_loads_its_weights(d, stride, ker
     conv = PeriodicConv(d, 3, 5, kernel, stride=stride, key=jr.key(7))
     x = jr.normal(jr.key(1), (3,) + (8,) * d)
     np.testing.assert_allclose(conv(x), ref(x), atol=1e-5)
-    with sq.nn.conv_layout(channels_last=False):  # the layout training traces with
-        np.testing.assert_allclose(conv(x), ref(x), atol=1e-5)
+    first = sq.nn.with_conv_layout(conv, channels_last=False)  # the layout training uses
+    assert not first.channels_last and conv.channels_last
+    np.testing.assert_allclose(first(x), ref(x), atol=1e-5)
     # same leaves: checkpoints written with eqx.nn.Conv load into PeriodicConv
     eqx.tree_serialise_leaves(tmp_path / "c.eqx", ref)
     other = PeriodicConv(d, 3, 5, kernel, stride=stride, key=jr.key(8))

@@ -96,6 +96,24 @@ def test_sq_reference_marginal_on_a_grid_is_the_discrete_ou_law():
         np.testing.assert_allclose(lq, exact, atol=1e-5)
 
 
+def test_sq_reference_tables_follow_the_action_not_its_name():
+    # two plain callables have the same name and (empty) params; each gets its own table,
+    # equal to the discrete OU law for S = a φ², whichever was built first
+    n = 20
+    for first, second in ((1.0, 3.0), (3.0, 1.0)):
+        for a in (first, second):
+            S = sq.theories.as_action(lambda p, a=a: a * jnp.sum(p**2), example=jnp.zeros(()))
+            osq = OptimalSQ(S, ZERO, reference="sq")
+            h, m, v = 1.0 / n, 0.0, 1.0
+            for _ in range(n):
+                m, v = (1 - 2 * a * h) * m, (1 - 2 * a * h) ** 2 * v + 2 * h
+            xs = jnp.linspace(-2.0, 2.0, 5)
+            lq = jax.vmap(lambda p, osq=osq: osq.reference_log_marginal(p, n))(xs)
+            np.testing.assert_allclose(
+                lq, -0.5 * xs**2 / v - 0.5 * np.log(2 * np.pi * v), atol=1e-5
+            )
+
+
 def test_sq_reference_from_a_gaussian_gives_exact_weights_for_cos5phi():
     # v = 0: C = M = 0 and φ_T ~ q_T^ref, so the weights e^{−S}/q_T^ref (from the grid table)
     # are plain importance sampling of S = φ²/2 − cos 5φ, whose outer modes Langevin dynamics

@@ -22,7 +22,7 @@ def test_pc_with_the_exact_score_reproduces_the_mixture_cumulants():
     # 20000 independent scalars drawn as one configuration: the SNR step rule uses norms over
     # the configuration, which are meaningful for many degrees of freedom
     x = jax.jit(
-        lambda k: sq.predictor_corrector(VE, score, k, (20_000,), n_steps=1000, corrector_steps=1)
+        lambda k: sq.predictor_corrector(k, VE, score, (20_000,), n_steps=1000, corrector_steps=1)
     )(jr.key(0))
     x = np.asarray(x, np.float64)
     moments = np.stack([x**k for k in range(1, 9)], -1)[None]
@@ -35,9 +35,9 @@ def test_pc_with_the_exact_score_reproduces_the_mixture_cumulants():
 
 def test_pc_corrector_moves_the_sample():
     k = jr.key(1)
-    run = lambda m: sq.predictor_corrector(VE, score, k, (64,), n_steps=20, corrector_steps=m)  # noqa: E731
+    run = lambda m: sq.predictor_corrector(k, VE, score, (64,), n_steps=20, corrector_steps=m)  # noqa: E731
     assert not jnp.allclose(run(0), run(2))
-    angles = sq.predictor_corrector(VE, lambda t, x: -jnp.sin(x), k, (8,), n_steps=5, group=sq.U1())
+    angles = sq.predictor_corrector(k, VE, lambda t, x: -jnp.sin(x), (8,), n_steps=5, group=sq.U1())
     assert jnp.all(jnp.abs(angles) <= jnp.pi)
 
 
@@ -54,7 +54,7 @@ def test_pc_corrector_moves_the_sample():
 )
 def test_pc_bad_input(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
-        sq.predictor_corrector(VE, score, jr.key(0), (4,), **kwargs)
+        sq.predictor_corrector(jr.key(0), VE, score, (4,), **kwargs)
 
 
 def test_annealed_langevin_then_maala_is_exact():
@@ -62,8 +62,8 @@ def test_annealed_langevin_then_maala_is_exact():
     ts = VE.T * 0.05 ** jnp.linspace(0.0, 1.0, 50)
     eps = 0.5 * float(VE.marginal_std(0.05)) ** 2
     x0 = VE.prior_sample(jr.key(2), (1000,))
-    start = sq.annealed_langevin(VE, score, jr.key(3), x0, ts, steps_per_level=5, step_size=eps)
-    action = lambda x: -jnp.sum(MIX.log_prob(x))  # noqa: E731
+    start = sq.annealed_langevin(jr.key(3), VE, score, x0, ts, steps_per_level=5, step_size=eps)
+    action = lambda x: -jnp.sum(MIX.log_prob(0.0, x))  # noqa: E731
     chains, _ = sq.run_chains(sq.MAALA(action, score, 0.05, eps), jr.key(4), start, 100)
     moments = np.stack([np.asarray(chains, np.float64) ** k for k in range(1, 9)], -1)
     for n, exact in zip((2, 4), KAPPA[:2], strict=True):
@@ -72,4 +72,4 @@ def test_annealed_langevin_then_maala_is_exact():
         )
         assert abs(res.value - exact) < 4 * res.error, (n, res, exact)
     with pytest.raises(ValueError, match="steps_per_level"):
-        sq.annealed_langevin(VE, score, jr.key(0), x0, ts, steps_per_level=0, step_size=eps)
+        sq.annealed_langevin(jr.key(0), VE, score, x0, ts, steps_per_level=0, step_size=eps)

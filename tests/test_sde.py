@@ -57,7 +57,7 @@ def test_custom_schedule_reproduces_vp():
 def test_sample_marginal_and_prior():
     vp = sq.VariancePreserving()
     x0 = jnp.full((200_000,), 2.0)
-    xt, eta = vp.sample_marginal(jr.key(0), x0, 0.5)
+    xt, eta = vp.sample_marginal(jr.key(0), 0.5, x0)
     m, s = vp.mean_coeff(0.5), vp.marginal_std(0.5)
     n = x0.size
     assert abs(xt.mean() - 2 * m) < 4 * s / math.sqrt(n)
@@ -82,8 +82,8 @@ def test_bad_schedule_arguments():
     with pytest.raises(ValueError, match="beta_min"):
         sq.VariancePreserving(beta_min=5.0, beta_max=1.0)
     with pytest.raises(ValueError, match=r"\[0, T\]"):
-        sq.VarianceExploding(5.0).marginal(jnp.ones(3), 1.5)
+        sq.VarianceExploding(5.0).marginal(1.5, jnp.ones(3))
     with pytest.raises(ValueError, match=r"\[0, T\]"):
-        sq.VariancePreserving().marginal(jnp.ones(3), -0.1)
+        sq.VariancePreserving().marginal(-0.1, jnp.ones(3))
     with pytest.raises(TypeError, match="callables"):
         sq.CustomSchedule(1.0, 2.0)

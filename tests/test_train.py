@@ -9,17 +9,23 @@ import numpy as np
 import pytest
 
 import sqdiff as sq
-from sqdiff.train import TrainConfig, build_schedule, load_checkpoint, load_model, train
+from sqdiff.checkpoint import ModelDir
+from sqdiff.specs import ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec
+from sqdiff.train import TrainConfig, load_model, train
 
 
-def mlp_spec(schedule, **kw):
-    return {
-        "model": "mlp",
-        "kwargs": {"width": 32, "depth": 2, **kw},
-        "schedule": schedule,
-        "config_shape": [],
-        "group": "euclidean",
-    }
+def schedule_spec(d):
+    d = dict(d)
+    return ScheduleSpec(d.pop("name"), d)
+
+
+def mlp_spec(schedule, importance=False, **kw):
+    return ModelSpec(
+        network=NetworkSpec("mlp", {"width": 32, "depth": 2, **kw}),
+        schedule=schedule_spec(schedule),
+        objective=ObjectiveSpec("dsm", {"importance": importance}),
+        config_shape=(),
+    )
 
 
 def leaves_equal(a, b):
@@ -38,7 +44,11 @@ def test_checkpoint_round_trip_and_atomic_layout(tmp_path):
     files = sorted(os.listdir(tmp_path / "m"))
     assert files == ["config.json", "weights-30.eqx"]  # old weights removed, no temp files
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert meta["step"] == 30 and meta["spec"] == spec and meta["train"]["batch"] == 16
+    assert (
+        meta["step"] == 30
+        and ModelSpec.from_json(meta["spec"]) == spec
+        and meta["train"]["batch"] == 16
+    )
     assert len(meta["losses"]) == 30
     loaded = load_model(str(tmp_path / "m"))
     assert leaves_equal(loaded, res.model)
@@ -101,7 +111,8 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
         progress=False,
     )
     assert res.status == "nan" and res.step < 200
-    spec_, cfg, step, losses, _, _ = load_checkpoint(d)
+    ck = ModelDir(d).load()
+    step, losses = ck.step, ck.losses
     assert step == res.step and np.all(np.isfinite(losses))
     after = load_model(d)
     assert all(
@@ -148,17 +159,41 @@ def test_model_dir_errors(tmp_path):
 def test_learned_score_of_gaussian_data_is_exact(tmp_path, schedule):
     s_data = 2.0
     data = s_data * jr.normal(jr.key(4), (8192,))
-    spec = mlp_spec(schedule, data_std=float(jnp.std(data)))
-    spec["kwargs"].update(width=64, depth=3)
-    cfg = TrainConfig(steps=3000, batch=512, lr=3e-3, steps_per_call=500, importance=True)
+    spec = mlp_spec(schedule, True, data_std=float(jnp.std(data)), width=64, depth=3)
+    cfg = TrainConfig(steps=3000, batch=512, lr=3e-3, steps_per_call=500)
     model = train(str(tmp_path / "m"), data, spec, cfg, progress=False).model
-    sch = build_schedule(schedule)
+    sch = spec.build_schedule()
     for t in [0.1, 0.2, 0.4, 0.7, 1.0]:
         std = jnp.sqrt(sch.mean_coeff(t) ** 2 * s_data**2 + sch.marginal_std(t) ** 2)
         x = std * jr.normal(jr.key(5), (4000,))
         exact = -x / std**2
         rel = jnp.sqrt(jnp.mean((model(t, x) - exact) ** 2) / jnp.mean(exact**2))
         assert rel < 0.05, (t, float(rel))
+
+
+def test_version_1_model_directory_still_loads():
+    # written by sqdiff 0.1.0 (tests/data/v1_mlp_model: MLP width 8, VE σ = 10, 4 steps)
+    d = os.path.join(os.path.dirname(__file__), "data", "v1_mlp_model")
+    ck = ModelDir(d).load()
+    assert ck.spec.network == NetworkSpec("mlp", {"width": 8, "depth": 2})
+    assert ck.spec.objective == ObjectiveSpec("dsm", {"t_min": 1e-3, "importance": False})
+    assert ck.spec.theory is not None and ck.spec.theory.build() == sq.Quartic0D(1.0, 0.4)
+    out = ck.network()(0.5, jnp.linspace(-1.0, 1.0, 5))
+    # the output sqdiff 0.1.0 printed for these weights
+    expected = [0.10583354532718658, 0.10566061735153198, 0.10552222281694412,
+                0.10541914403438568, 0.10535223037004471]  # fmt: skip
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_spec_json_round_trip_and_hashable():
+    spec = mlp_spec({"name": "ve", "sigma": 10.0}, True, width=16)
+    again = ModelSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert again == spec and hash(again) == hash(spec)
+    assert spec.to_json()["version"] == 2
+    with pytest.raises(ValueError, match="newer"):
+        ModelSpec.from_json({**spec.to_json(), "version": 99})
+    with pytest.raises(ValueError, match="unknown network"):
+        ModelSpec.from_json({**spec.to_json(), "network": {"name": "nope"}}).build_network()
 
 
 def test_group_dsm_trains_u1_link_net(tmp_path):
@@ -188,7 +223,9 @@ def test_group_dsm_trains_u1_link_net(tmp_path):
     from sqdiff.sampling import sample_model
 
     for method in ("ode", "imh"):
-        x, meta, _ = sample_model(str(tmp_path / "u"), 8, method, steps=20)
+        x, meta, *_ = sample_model(
+            str(tmp_path / "u"), 8, method, **({"steps": 20} if method == "ode" else {})
+        )
         assert x.shape == (1, 8, 2, 4, 4) and np.all(np.abs(x) <= np.pi)
         assert 0 < meta["acceptance"] <= 1
 
@@ -205,9 +242,8 @@ def test_zero_dim_diffusion_model_reproduces_moments_and_action(tmp_path, mu2):
     )  # 5120 configurations, as in the paper
     data = jnp.asarray(samples.reshape(-1))
     sigma = 10.0 if mu2 > 0 else 25.0
-    spec = mlp_spec({"name": "ve", "sigma": sigma})
-    spec["kwargs"].update(width=64, depth=3)
-    cfg = TrainConfig(steps=8000, batch=512, lr=3e-3, steps_per_call=500, importance=True)
+    spec = mlp_spec({"name": "ve", "sigma": sigma}, True, width=64, depth=3)
+    cfg = TrainConfig(steps=8000, batch=512, lr=3e-3, steps_per_call=500)
     model = train(str(tmp_path / "m"), data, spec, cfg, progress=False).model
     sch = model.schedule
     x = sq.solve(

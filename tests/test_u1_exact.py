@@ -8,7 +8,7 @@ from scipy import stats
 from test_mcmc import assert_4sigma, u1_exact
 
 import sqdiff as sq
-from sqdiff.groups import _wrap_angle
+from sqdiff.groups import wrap_angle
 from sqdiff.theories import links_from_plaquettes, plaquette_angles, topological_charge, von_mises
 
 
@@ -25,9 +25,9 @@ def test_links_reproduce_any_admissible_plaquettes():
     p = p.at[-1, -1].add(2 * jnp.pi - jnp.sum(p))  # total flux 2π: charge 1
     theta = links_from_plaquettes(jr.key(2), p)
     assert theta.shape == (2, L, L)
-    assert float(jnp.max(jnp.abs(_wrap_angle(plaquette_angles(theta) - p)))) < 1e-5
+    assert float(jnp.max(jnp.abs(wrap_angle(plaquette_angles(theta) - p)))) < 1e-5
     assert (
-        abs(float(topological_charge(theta)) - round(float(jnp.sum(_wrap_angle(p))) / (2 * np.pi)))
+        abs(float(topological_charge(theta)) - round(float(jnp.sum(wrap_angle(p))) / (2 * np.pi)))
         < 1e-5
     )
 

@@ -1,25 +1,41 @@
-"""Classical samplers as `init`/`step` pairs (BlackJAX style) and the chain runner."""
+"""Classical and exact samplers as `init`/`step` pairs over cached states (BlackJAX style),
+the one Metropolis accept, the MD integrators and the chain runner."""
 
-from .base import AbstractSampler, Composed, run_chains
-from .hmc import HMC, leapfrog, omelyan
+from .base import AbstractSampler, Composed, ComposedInfo, Info, State, run_chains
+from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
-from .maala import MAALA
-from .mala import MALA
-from .wolff import WolffPhi4
+from .integrators import OMELYAN_LAMBDA, leapfrog, omelyan
+from .mala import MAALA, MALA, AbstractDrift, ForceDrift, MALAState, ScoreDrift
+from .proposal import acceptance_probability, langevin_step, metropolis_accept
+from .wolff import WolffInfo, WolffPhi4
 
 __all__ = [
+    "AbstractDrift",
     "AbstractSampler",
     "Composed",
+    "ComposedInfo",
+    "ForceDrift",
     "HMC",
+    "HMCInfo",
+    "HMCState",
+    "Info",
     "MAALA",
     "MALA",
+    "MALAState",
+    "OMELYAN_LAMBDA",
     "Proposals",
+    "ScoreDrift",
+    "State",
+    "WolffInfo",
+    "WolffPhi4",
+    "acceptance_probability",
     "flow_proposals",
     "imh_chain",
     "importance_weights",
     "independence_mh",
-    "WolffPhi4",
+    "langevin_step",
     "leapfrog",
+    "metropolis_accept",
     "omelyan",
     "run_chains",
 ]

@@ -1,39 +1,64 @@
-"""Sampler interface and the chain runner (`vmap` over chains, `lax.scan` over steps)."""
+"""Sampler interface (BlackJAX-shaped) and the chain runner (`vmap` over chains, `lax.scan`
+over steps).
+
+A sampler is an `init`/`step` pair of pure functions over a state pytree:
+`init(position) -> State` evaluates whatever the kernel caches (the action, the force or the
+learned drift) once; `step(key, state) -> (State, Info)` moves one step and returns the new
+state with its caches filled, so no quantity is evaluated twice at the same point
+(BlackJAX `mcmc/mala.py`, `mcmc/hmc.py`). `check(position)` validates a concrete start
+configuration with a clear error (outside `jit`).
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .._batching import Progress
 from .._checks import check_finite
+from ..theories import AbstractAction
+
+__all__ = ["AbstractSampler", "Composed", "ComposedInfo", "Info", "State", "run_chains"]
+
+
+class State(eqx.Module):
+    """The position alone (samplers that cache nothing, e.g. cluster updates)."""
+
+    position: Array
+
+
+class Info(eqx.Module):
+    """What one step did: the acceptance probability (1 for rejection-free moves) and
+    whether the move was taken."""
+
+    accept_prob: Float[Array, ""]
+    accepted: Bool[Array, ""]
 
 
 class AbstractSampler(eqx.Module):
-    """A Markov kernel leaving `e^{−S}` invariant.
+    """A Markov kernel leaving `e^{−S}` invariant, for one chain (`run_chains` vmaps)."""
 
-    `init(position)` validates a start configuration and returns the state (the position);
-    `step(key, position) -> (position, info)` with `info["accept"]` the acceptance probability
-    (1 for rejection-free moves). Single chain: `run_chains` vmaps over chains.
-    """
+    action: eqx.AbstractVar[AbstractAction]
 
-    action: eqx.AbstractVar[Callable]
-
-    def init(self, position: Array) -> Array:
-        if hasattr(self.action, "check_config"):
-            self.action.check_config(position, "position")
-        check_finite(position, "position")
-        return jnp.asarray(position)
+    def check(self, position: Array, name: str = "position") -> None:
+        """Raise a clear `ValueError` unless `position` is a finite configuration of the
+        action (shape, group, dtype)."""
+        self.action.check_config(position, name)
+        check_finite(position, name)
 
     @abc.abstractmethod
-    def step(self, key: PRNGKeyArray, position: Array) -> tuple[Array, dict]: ...
+    def init(self, position: Array) -> State:
+        """The state at `position`, caches filled (traceable)."""
+
+    @abc.abstractmethod
+    def step(self, key: PRNGKeyArray, state: State) -> tuple[State, Info]:
+        """One step of the kernel."""
 
     @property
     def settings(self) -> dict:
@@ -41,27 +66,45 @@ class AbstractSampler(eqx.Module):
         return {"sampler": type(self).__name__}
 
 
+class ComposedInfo(Info):
+    """The first sampler's acceptance and each part's own info."""
+
+    parts: tuple[Info, ...]
+
+
 class Composed(AbstractSampler):
-    """Apply several samplers in turn (e.g. HMC followed by Wolff cluster flips)."""
+    """Apply several samplers in turn (e.g. HMC followed by Wolff cluster flips).
+
+    The state is the first sampler's; the later samplers start from the position it reached
+    (their caches rebuilt by their `init`), and the first sampler's caches are rebuilt once
+    after the last move.
+    """
 
     samplers: tuple[AbstractSampler, ...]
+    action: AbstractAction
 
     def __init__(self, *samplers: AbstractSampler):
         if not samplers:
             raise ValueError("Composed needs at least one sampler.")
         self.samplers = tuple(samplers)
+        self.action = samplers[0].action
 
-    @property
-    def action(self):
-        return self.samplers[0].action
+    def init(self, position):
+        return self.samplers[0].init(position)
 
-    def step(self, key, position):
-        info = {}
-        for k, s in zip(jr.split(key, len(self.samplers)), self.samplers, strict=True):
-            position, i = s.step(k, position)
-            info.update({f"{type(s).__name__}.{n}": v for n, v in i.items()})
-        info["accept"] = info[f"{type(self.samplers[0]).__name__}.accept"]
-        return position, info
+    def step(self, key, state):
+        keys = jr.split(key, len(self.samplers))
+        first, *rest = self.samplers
+        state, info0 = first.step(keys[0], state)
+        infos = [info0]
+        position = state.position
+        for k, s in zip(keys[1:], rest, strict=True):
+            sub, info = s.step(k, s.init(position))
+            position = sub.position
+            infos.append(info)
+        if rest:
+            state = first.init(position)
+        return state, ComposedInfo(info0.accept_prob, info0.accepted, tuple(infos))
 
     @property
     def settings(self):
@@ -71,6 +114,12 @@ class Composed(AbstractSampler):
         }
 
 
+@eqx.filter_jit
+def _init_chains(sampler: AbstractSampler, positions: Array) -> State:
+    return jax.vmap(sampler.init)(positions)
+
+
+# long: argument checks, then the chunked compiled loop with its progress bar (one concept)
 def run_chains(
     sampler: AbstractSampler,
     key: PRNGKeyArray,
@@ -97,34 +146,34 @@ def run_chains(
     init_positions = jnp.asarray(init_positions)
     if init_positions.ndim == 0 or init_positions.shape[0] < 1:
         raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")
-    sampler.init(init_positions[0])  # shape (shared by all chains)
+    sampler.check(init_positions[0], "init_positions[0]")  # shape (shared by all chains)
     check_finite(init_positions, "init_positions")  # every chain, one host transfer
     n_chains = init_positions.shape[0]
 
-    def one_step(pos, k):
-        pos, info = sampler.step(k, pos)
-        return pos, info["accept"]
+    def one_step(state, k):
+        state, info = sampler.step(k, state)
+        return state, info.accept_prob
 
     @eqx.filter_jit
-    def advance(positions, key, n_keep, n_thin):
-        def per_chain(pos, k):
-            def keep(pos, k):
-                pos, acc = jax.lax.scan(one_step, pos, jr.split(k, n_thin))
-                return pos, (pos, jnp.mean(acc))
+    def advance(states, key, n_keep, n_thin):
+        def per_chain(state, k):
+            def keep(state, k):
+                state, acc = jax.lax.scan(one_step, state, jr.split(k, n_thin))
+                return state, (state.position, jnp.mean(acc))
 
-            pos, (kept, acc) = jax.lax.scan(keep, pos, jr.split(k, n_keep))
-            return pos, kept, acc
+            state, (kept, acc) = jax.lax.scan(keep, state, jr.split(k, n_keep))
+            return state, kept, acc
 
-        return jax.vmap(per_chain)(positions, jr.split(key, n_chains))
+        return jax.vmap(per_chain)(states, jr.split(key, n_chains))
 
     bar = Progress(n_therm + n_samples * thin, "sampling", enabled=progress)
     key_therm, key = jr.split(key)
-    positions = init_positions
+    states = _init_chains(sampler, init_positions)
     done = 0
     while done < n_therm:  # thermalisation in chunks (one compiled shape)
         m = min(chunk, n_therm - done)
         key_therm, k = jr.split(key_therm)
-        positions, _, _ = advance(positions, k, m, 1)
+        states, _, _ = advance(states, k, m, 1)
         done += m
         bar.update(m)
     samples, accepts = [], []
@@ -132,7 +181,7 @@ def run_chains(
     while kept < n_samples:
         m = min(chunk, n_samples - kept)
         key, k = jr.split(key)
-        positions, s, acc = advance(positions, k, m, thin)
+        states, s, acc = advance(states, k, m, thin)
         samples.append(np.asarray(s))
         accepts.append(np.asarray(acc))
         kept += m

@@ -1,10 +1,13 @@
 r"""Hybrid (Hamiltonian) Monte Carlo on flat and group-valued fields.
 
-`H(φ, P) = ½ P·K P + S(φ)` with momenta `P` in the Lie algebra (coordinates `P^a`), `K = 1` or
-a `FourierKernel` (Fourier acceleration, `K = M⁻¹`, `M(p) = p̂² + m²_eff`). Equations of motion
-`dφ = exp(i ε (K P)^a T^a) φ` (retract), `dP = −ε ∇S`. Integrators: leapfrog and Omelyan's
-second-order minimum-norm scheme (λ = 0.1931833; Omelyan, Mryglod, Folk, Comput. Phys.
-Commun. 151 (2003) 272, Eq. 31). Duane, Kennedy, Pendleton, Roweth, PLB 195 (1987) 216.
+`H(φ, P) = ½ P·K P + S(φ)` with momenta `P` in the Lie algebra (coordinates `P^a`), `K` a
+kernel (`IdentityKernel`, or a `FourierKernel` for Fourier acceleration, `K = M⁻¹`,
+`M(p) = p̂² + m²_eff`). Equations of motion `dφ = exp(i ε (K P)^a T^a) φ` (retract),
+`dP = −ε ∇S`, integrated by `integrators.leapfrog` or `integrators.omelyan`.
+Duane, Kennedy, Pendleton, Roweth, PLB 195 (1987) 216.
+
+The state caches `S(φ)` and `∇S(φ)`: a trajectory of `n` steps costs `n` (leapfrog) or `2n`
+(Omelyan) force evaluations and one action evaluation.
 """
 
 from __future__ import annotations
@@ -13,116 +16,113 @@ from collections.abc import Callable
 from typing import Literal
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
+from jaxtyping import Array, Float
 
-from ..groups import AbstractGroup, Euclidean
-from ..kernels import FourierKernel
-from .base import AbstractSampler
+from ..groups import AbstractGroup
+from ..preconditioners import AbstractKernel, as_kernel
+from ..theories import AbstractAction, as_action
+from .base import AbstractSampler, Info, State
+from .integrators import leapfrog, omelyan
+from .proposal import metropolis_accept
 
-OMELYAN_LAMBDA = 0.1931833275037836
-
-
-def _velocity(kernel, P):
-    return P if kernel is None else kernel(P)
-
-
-def leapfrog(force, group, kernel, pos, P, eps, n_steps):
-    """`n_steps` leapfrog steps (kick ½, drift, kick ½ with merged kicks)."""
-    P = P - 0.5 * eps * force(pos)
-
-    def body(i, carry):
-        pos, P = carry
-        pos = group.retract(pos, eps * _velocity(kernel, P))
-        F = force(pos)
-        P = P - jnp.where(i == n_steps - 1, 0.5, 1.0) * eps * F
-        return pos, P
-
-    return jax.lax.fori_loop(0, n_steps, body, (pos, P))
+INTEGRATORS = {"leapfrog": leapfrog, "omelyan": omelyan}
 
 
-def omelyan(force, group, kernel, pos, P, eps, n_steps, lam=OMELYAN_LAMBDA):
-    """`n_steps` steps of Omelyan's 2MN integrator (5 stages, 2 forces per step)."""
+class HMCState(State):
+    """Position with its cached action `S` and force `∇S` (algebra coordinates)."""
 
-    def body(i, carry):
-        pos, P = carry
-        P = P - lam * eps * force(pos)
-        pos = group.retract(pos, 0.5 * eps * _velocity(kernel, P))
-        P = P - (1 - 2 * lam) * eps * force(pos)
-        pos = group.retract(pos, 0.5 * eps * _velocity(kernel, P))
-        P = P - lam * eps * force(pos)
-        return pos, P
+    action: Float[Array, ""]
+    force: Array
 
-    return jax.lax.fori_loop(0, n_steps, body, (pos, P))
+
+class HMCInfo(Info):
+    energy_change: Float[Array, ""]
 
 
 class HMC(AbstractSampler):
-    """HMC with a leapfrog or Omelyan integrator, optionally Fourier-accelerated."""
+    """HMC with a leapfrog or Omelyan integrator, optionally Fourier-accelerated.
 
-    action: Callable
+    Args:
+        action: the action `S(φ)`: an `AbstractAction` or any callable (force by autodiff).
+        step_size: molecular-dynamics step `ε > 0`.
+        n_steps: steps per trajectory.
+        integrator: `"leapfrog"` or `"omelyan"`.
+        kernel: `None` (`K = 1`) or an `AbstractKernel` (`FourierKernel.free_field(...)`).
+        group: the field's group (default: the action's).
+    """
+
+    action: AbstractAction
     step_size: float
     n_steps: int = eqx.field(static=True)
     integrator: Literal["leapfrog", "omelyan"] = eqx.field(static=True)
-    kernel: FourierKernel | None
-    group: AbstractGroup
-    force: Callable
+    kernel: AbstractKernel
+    fourier: bool = eqx.field(static=True)
 
     def __init__(
         self,
-        action: Callable,
+        action: AbstractAction | Callable,
         step_size: float,
         n_steps: int,
         integrator: Literal["leapfrog", "omelyan"] = "leapfrog",
-        kernel: FourierKernel | None = None,
+        kernel: AbstractKernel | None = None,
         group: AbstractGroup | None = None,
     ):
         if not (float(step_size) > 0):
             raise ValueError(f"`step_size` must be > 0, got {step_size!r}.")
         if not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-        if integrator not in ("leapfrog", "omelyan"):
+        if integrator not in INTEGRATORS:
             raise ValueError(f"`integrator` must be 'leapfrog' or 'omelyan', got {integrator!r}.")
-        group = group or getattr(action, "group", Euclidean())
-        if kernel is not None and not isinstance(group, Euclidean):
+        self.action = as_action(action, group=group)
+        self.kernel = as_kernel(kernel)
+        if self.kernel.needs_flat and not self.action.group.is_vector_space:
             raise ValueError("Fourier acceleration needs a Euclidean (scalar) field.")
-        self.action = action
         self.step_size = float(step_size)
         self.n_steps = n_steps
         self.integrator = integrator
-        self.kernel = kernel
-        self.group = group
-        self.force = getattr(action, "force", None) or (lambda x: group.grad(action, x))
+        self.fourier = kernel is not None
+
+    @property
+    def group(self) -> AbstractGroup:
+        return self.action.group
 
     def kinetic(self, P):
         """`½ P·K P`."""
-        return 0.5 * jnp.sum(P * _velocity(self.kernel, P))
+        return 0.5 * jnp.sum(P * self.kernel(P))
 
     def sample_momentum(self, key, pos):
-        eta = jr.normal(
-            key, self.group.noise_shape(self.group.lattice_shape(pos)), jnp.real(pos).dtype
+        """`P ~ N(0, K⁻¹)` in algebra coordinates."""
+        group = self.group
+        shape = group.noise_shape(group.lattice_shape(pos))
+        return self.kernel.inverse_sqrt(jr.normal(key, shape, jnp.real(pos).dtype))
+
+    def integrate(self, pos, P, F=None):
+        """The molecular-dynamics trajectory `(φ, P) → (φ', P', ∇S(φ'))`."""
+        F = self.action.force(pos) if F is None else F
+        fn = INTEGRATORS[self.integrator]
+        return fn(
+            self.action.force, self.group, self.kernel, pos, P, F, self.step_size, self.n_steps
         )
-        return eta if self.kernel is None else self.kernel.inverse_sqrt(eta)
 
-    def integrate(self, pos, P):
-        """The molecular-dynamics trajectory `(φ, P) → (φ', P')`."""
-        fn = leapfrog if self.integrator == "leapfrog" else omelyan
-        return fn(self.force, self.group, self.kernel, pos, P, self.step_size, self.n_steps)
+    def init(self, position):
+        position = jnp.asarray(position)
+        return HMCState(position, self.action(position), self.action.force(position))
 
-    def step(self, key, position):
+    def step(self, key, state):
         k_mom, k_acc = jr.split(key)
-        P = self.sample_momentum(k_mom, position)
-        H0 = self.action(position) + self.kinetic(P)
-        new, P1 = self.integrate(position, P)
-        dH = self.action(new) + self.kinetic(P1) - H0
-        accept_prob = jnp.where(jnp.isfinite(dH), jnp.minimum(1.0, jnp.exp(-dH)), 0.0)
-        accepted = jr.uniform(k_acc) < accept_prob
-        return jnp.where(accepted, new, position), {"accept": accept_prob, "dH": dH}
+        P = self.sample_momentum(k_mom, state.position)
+        new, P1, F1 = self.integrate(state.position, P, state.force)
+        proposed = HMCState(new, self.action(new), F1)
+        dH = proposed.action - state.action + self.kinetic(P1) - self.kinetic(P)
+        state, p, accepted = metropolis_accept(k_acc, -dH, proposed, state)
+        return state, HMCInfo(p, accepted, dH)
 
     @property
     def settings(self):
         return {
-            "sampler": "fahmc" if self.kernel is not None else "hmc",
+            "sampler": "fahmc" if self.fourier else "hmc",
             "integrator": self.integrator,
             "step_size": self.step_size,
             "n_steps": self.n_steps,

@@ -22,8 +22,17 @@ from jaxtyping import Array, PRNGKeyArray
 from .._batching import map_batched
 from ..dynamics import ProbabilityFlow
 from ..solvers import solve
+from ..stats import kish_ess
+from .proposal import metropolis_accept
 
-__all__ = ["Proposals", "flow_proposals", "imh_chain", "independence_mh", "importance_weights"]
+__all__ = [
+    "Proposals",
+    "flow_proposals",
+    "imh_chain",
+    "independence_mh",
+    "importance_weights",
+    "target_log_weights",
+]
 
 
 class Proposals(NamedTuple):
@@ -32,8 +41,8 @@ class Proposals(NamedTuple):
 
 
 def flow_proposals(
-    flow: ProbabilityFlow,
     key: PRNGKeyArray,
+    flow: ProbabilityFlow,
     shape: tuple[int, ...],
     n: int,
     t_min: float = 1e-3,
@@ -57,40 +66,39 @@ def flow_proposals(
     return Proposals(x, log_q)
 
 
-def importance_weights(action: Callable, proposals: Proposals) -> tuple[Array, Array]:
+def target_log_weights(action: Callable, proposals: Proposals) -> Array:
+    """`log w = −S(x) − log q(x)` of each proposal (up to the constant `log Z`)."""
+    return -jax.vmap(action)(proposals.x) - proposals.log_q
+
+
+def importance_weights(action: Callable, proposals: Proposals) -> tuple[Array, float]:
     """Normalised weights `w ∝ e^{−S(x)}/q(x)` and the effective sample size `(Σw)²/Σw²`."""
-    log_w = -jax.vmap(action)(proposals.x) - proposals.log_q
-    w = jax.nn.softmax(log_w)
-    return w, 1.0 / jnp.sum(w**2)
+    log_w = target_log_weights(action, proposals)
+    return jax.nn.softmax(log_w), kish_ess(log_w)
 
 
 def independence_mh(
-    action: Callable, proposals: Proposals, key: PRNGKeyArray
+    key: PRNGKeyArray, action: Callable, proposals: Proposals
 ) -> tuple[Array, Array]:
     """Run the IMH chain through the proposals in order; returns `(chain, accepted)` where
     `chain[i]` is the state after proposal `i` (the first proposal starts the chain)."""
-    log_w = -jax.vmap(action)(proposals.x) - proposals.log_q
-    return imh_chain(proposals.x, log_w, key)
+    return imh_chain(key, proposals.x, target_log_weights(action, proposals))
 
 
-def imh_chain(x: Array, log_w: Array, key: PRNGKeyArray) -> tuple[Array, Array]:
+def imh_chain(key: PRNGKeyArray, x: Array, log_w: Array) -> tuple[Array, Array]:
     """The independence Metropolis–Hastings chain through proposals `x` with importance
     log-weights `log w = log π(x) − log q(x)` (up to one constant): proposal `i` replaces the
     state with probability `min(1, w_i / w_state)`. Exact for `π` whenever the weights are
     (also for path-space weights, e.g. optimal-SQ Girsanov weights, whose endpoint marginal
     is the target). Returns `(chain, accepted)`."""
     log_w = jnp.asarray(log_w)
-    u = jr.uniform(key, log_w.shape)
 
     def step(carry, inp):
-        idx, lw = carry
-        i, lw_new, ui = inp
-        accept = jnp.log(ui) < lw_new - lw
-        return (jnp.where(accept, i, idx), jnp.where(accept, lw_new, lw)), (
-            jnp.where(accept, i, idx),
-            accept,
-        )
+        i, lw_new, k = inp
+        carry, _, accept = metropolis_accept(k, lw_new - carry[1], (i, lw_new), carry)
+        return carry, (carry[0], accept)
 
     n = log_w.shape[0]
-    _, (indices, accepted) = jax.lax.scan(step, (0, log_w[0]), (jnp.arange(n), log_w, u))
+    keys = jr.split(key, n)
+    _, (indices, accepted) = jax.lax.scan(step, (0, log_w[0]), (jnp.arange(n), log_w, keys))
     return jnp.asarray(x)[indices], accepted

@@ -1,50 +1,168 @@
-r"""Metropolis-adjusted Langevin algorithm (Roberts & Tweedie, Bernoulli 2 (1996) 341).
+r"""Metropolis-adjusted Langevin, with the force of the action (MALA) or a learned drift
+(MAALA): one sampler.
 
-Proposal `φ' = φ − ε ∇S(φ) + √(2ε) η`, accepted with
-`min{1, e^{−S(φ')} q(φ|φ') / (e^{−S(φ)} q(φ'|φ))}`, `q(y|x) ∝ exp(−|y − x + ε∇S(x)|²/(4ε))`.
+Proposal `φ' = exp(i(ε b(φ) + √(2ε) η)^a T^a) φ` (`φ + ε b + √(2ε) η` on flat fields), accepted
+with `min{1, e^{−S(φ')} q(φ|φ') / (e^{−S(φ)} q(φ'|φ))}`, `q(y|x)` the (wrapped on U(1)) Gaussian
+with mean `ε b(x)` and variance `2ε` (`group.langevin_log_density`). The chain leaves `e^{−S}`
+exactly invariant **whatever the drift `b`**; the drift only decides acceptance and mixing.
+
+- MALA (Roberts & Tweedie, Bernoulli 2 (1996) 341): `b = −∇S` (`ForceDrift`).
+- MAALA, the exact stage of diffusion sampling (design document, "Exact diffusion sampling";
+  the published U(1) study): `b = (β/β0) s_θ(t_mh, φ)` (`ScoreDrift`), the score of a trained
+  model at a small time, rescaled when the target coupling β differs from the training β0.
+
+The state caches the action and the drift at the current point, so a step evaluates the drift
+(the network, for MAALA) once and the action once, at the proposal.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
-import jax
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+from jaxtyping import Array, Float
 
-from ..groups import Euclidean
-from .base import AbstractSampler
+from ..groups import AbstractGroup
+from ..theories import AbstractAction, as_action
+from .base import AbstractSampler, Info, State
+from .proposal import langevin_step, metropolis_accept
+
+__all__ = ["AbstractDrift", "ForceDrift", "MAALA", "MALA", "MALAState", "ScoreDrift"]
 
 
-class MALA(AbstractSampler):
-    """MALA for scalar (Euclidean) fields."""
+class AbstractDrift(eqx.Module):
+    """The drift `b(φ)` of the Langevin proposal, in algebra coordinates."""
 
-    action: Callable
-    step_size: float
-    force: Callable
+    @abc.abstractmethod
+    def __call__(self, phi: Array) -> Array: ...
 
-    def __init__(self, action: Callable, step_size: float):
-        if not (float(step_size) > 0):
-            raise ValueError(f"`step_size` must be > 0, got {step_size!r}.")
-        if not isinstance(getattr(action, "group", Euclidean()), Euclidean):
-            raise ValueError("MALA here is for Euclidean (scalar) fields.")
-        self.action = action
-        self.step_size = float(step_size)
-        self.force = getattr(action, "force", None) or jax.grad(action)
+    @property
+    @abc.abstractmethod
+    def settings(self) -> dict: ...
 
-    def step(self, key, position):
-        eps = self.step_size
-        k_noise, k_acc = jr.split(key)
-        F0 = self.force(position)
-        new = position - eps * F0 + jnp.sqrt(2 * eps) * jr.normal(k_noise, position.shape)
-        F1 = self.force(new)
-        log_q_fwd = -jnp.sum((new - position + eps * F0) ** 2) / (4 * eps)
-        log_q_bwd = -jnp.sum((position - new + eps * F1) ** 2) / (4 * eps)
-        log_a = self.action(position) - self.action(new) + log_q_bwd - log_q_fwd
-        accept_prob = jnp.where(jnp.isfinite(log_a), jnp.minimum(1.0, jnp.exp(log_a)), 0.0)
-        accepted = jr.uniform(k_acc) < accept_prob
-        return jnp.where(accepted, new, position), {"accept": accept_prob}
+
+class ForceDrift(AbstractDrift):
+    """`b = −∇S` (MALA)."""
+
+    action: AbstractAction
+
+    def __call__(self, phi):
+        return -self.action.force(phi)
 
     @property
     def settings(self):
-        return {"sampler": "mala", "step_size": self.step_size}
+        return {"sampler": "mala"}
+
+
+class ScoreDrift(AbstractDrift):
+    """`b = (β/β0) s_θ(t_mh, φ)` (MAALA)."""
+
+    score: Callable
+    t_mh: float
+    beta_ratio: float
+
+    def __init__(self, score: Callable, t_mh: float, beta_ratio: float = 1.0):
+        if not float(t_mh) > 0:
+            raise ValueError(f"`t_mh` must be > 0, got {t_mh!r}.")
+        self.score, self.t_mh, self.beta_ratio = score, float(t_mh), float(beta_ratio)
+
+    def __call__(self, phi):
+        return self.beta_ratio * self.score(self.t_mh, phi)
+
+    @property
+    def settings(self):
+        return {"sampler": "maala", "t_mh": self.t_mh, "beta_ratio": self.beta_ratio}
+
+
+class MALAState(State):
+    """Position with its cached action `S` and drift `b`."""
+
+    action: Float[Array, ""]
+    drift: Array
+
+
+class MALA(AbstractSampler):
+    """Metropolis-adjusted Langevin with drift `−∇S` (default) or any `AbstractDrift`.
+
+    Args:
+        action: the target action `S(φ)`: an `AbstractAction` or a callable.
+        step_size: `ε > 0`.
+        drift: `None` for `−∇S`, or e.g. `ScoreDrift(score, t_mh, beta_ratio)`.
+        group: the field's group (default: the action's; Euclidean or U(1)).
+    """
+
+    action: AbstractAction
+    step_size: float
+    drift: AbstractDrift
+
+    def __init__(
+        self,
+        action: AbstractAction | Callable,
+        step_size: float,
+        drift: AbstractDrift | None = None,
+        group: AbstractGroup | None = None,
+    ):
+        if not float(step_size) > 0:
+            raise ValueError(f"`step_size` must be > 0, got {step_size!r}.")
+        self.action = as_action(action, group=group)
+        if not self.action.group.has_langevin_density:
+            raise ValueError(
+                f"Metropolis-adjusted Langevin supports Euclidean and U(1) fields, got "
+                f"{self.action.group}."
+            )
+        self.step_size = float(step_size)
+        self.drift = ForceDrift(self.action) if drift is None else drift
+
+    @property
+    def group(self) -> AbstractGroup:
+        return self.action.group
+
+    def init(self, position):
+        position = jnp.asarray(position)
+        return MALAState(position, self.action(position), self.drift(position))
+
+    def step(self, key, state):
+        eps = self.step_size
+        k_noise, k_acc = jr.split(key)
+        x = state.position
+        noise = jr.normal(k_noise, x.shape, x.dtype)
+        new = langevin_step(self.group, x, state.drift, eps, noise)
+        proposed = MALAState(new, self.action(new), self.drift(new))
+        log_q = self.group.langevin_log_density
+        log_ratio = (
+            state.action
+            - proposed.action
+            + log_q(x, new, eps * proposed.drift, eps)
+            - log_q(new, x, eps * state.drift, eps)
+        )
+        state, p, accepted = metropolis_accept(k_acc, log_ratio, proposed, state)
+        return state, Info(p, accepted)
+
+    @property
+    def settings(self):
+        return {**self.drift.settings, "step_size": self.step_size}
+
+
+def MAALA(
+    action: AbstractAction | Callable,
+    score: Callable,
+    t_mh: float,
+    step_size: float,
+    beta_ratio: float = 1.0,
+    group: AbstractGroup | None = None,
+) -> MALA:
+    r"""Metropolis-adjusted Langevin with the learned drift `(β/β0) s_θ(t_mh, φ)`: the exact
+    stage of diffusion sampling.
+
+    Args:
+        action: the target action `S_β`.
+        score: the trained score `s_θ(t, φ)`.
+        t_mh: the (small) diffusion time whose score drives the proposals.
+        step_size: `ε`, typically `c Σ(t_mh)²`.
+        beta_ratio: `β/β0` (target over training coupling, for actions ∝ β).
+        group: the field's group (default: the action's).
+    """
+    return MALA(action, step_size, ScoreDrift(score, t_mh, beta_ratio), group)

@@ -13,15 +13,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from jaxtyping import Array, Float
 
+from ..theories import AbstractAction
 from ..theories.phi4 import Phi4
-from .base import AbstractSampler
+from .base import AbstractSampler, Info, State
+
+
+class WolffInfo(Info):
+    cluster_size: Float[Array, ""]
 
 
 class WolffPhi4(AbstractSampler):
     """`n_flips` Wolff cluster flips per step for `Phi4` with κ > 0."""
 
-    action: Phi4
+    action: AbstractAction  # a Phi4 (checked)
     n_flips: int
 
     def __init__(self, action: Phi4, n_flips: int = 1):
@@ -60,12 +66,15 @@ class WolffPhi4(AbstractSampler):
         cluster, _ = jax.lax.while_loop(lambda s: s[1], grow, grow((cluster, True)))
         return jnp.where(cluster, -phi, phi), jnp.sum(cluster)
 
-    def step(self, key, position):
+    def init(self, position):
+        return State(jnp.asarray(position))
+
+    def step(self, key, state):
         def body(phi, k):
             return self.flip(k, phi)
 
-        position, sizes = jax.lax.scan(body, position, jr.split(key, self.n_flips))
-        return position, {"accept": jnp.ones(()), "cluster_size": jnp.mean(sizes)}
+        position, sizes = jax.lax.scan(body, state.position, jr.split(key, self.n_flips))
+        return State(position), WolffInfo(jnp.ones(()), jnp.ones((), bool), jnp.mean(sizes))
 
     @property
     def settings(self):

@@ -6,34 +6,21 @@ load unchanged. The difference is the layout handed to XLA: channels-first convo
 a `while` loop (every diffrax solve, every `lax.scan` of a sampler) run ≈ 20× slower on XLA:CPU
 than the same convolution channels-last (measured in `benchmarks/bench_conv_layout.py`); outside a
 loop the two are equally fast. Gradients are the other way round: a training step (value and
-gradient inside the training `lax.scan`) is ~3× faster channels-first, so `sqdiff.train` traces
-its step under `conv_layout(channels_last=False)`. Both layouts compute the same numbers.
+gradient inside the training `lax.scan`) is ~3× faster channels-first, so `sqdiff.train` trains
+`with_conv_layout(model, channels_last=False)`. Both layouts compute the same numbers. The
+layout is a static field of each convolution (no global switch).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-__all__ = ["PeriodicConv", "conv_layout"]
-
-_CHANNELS_LAST = [True]
-
-
-@contextlib.contextmanager
-def conv_layout(channels_last: bool):
-    """Trace `PeriodicConv`s inside this block channels-last (default) or channels-first. Only
-    the speed differs; it takes effect when a function is traced (e.g. on its first jit call)."""
-    old = _CHANNELS_LAST[0]
-    _CHANNELS_LAST[0] = bool(channels_last)
-    try:
-        yield
-    finally:
-        _CHANNELS_LAST[0] = old
+__all__ = ["PeriodicConv", "with_conv_layout"]
 
 
 _LAYOUTS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
@@ -47,8 +34,19 @@ class PeriodicConv(eqx.Module):
     bias: Float[Array, "c_out ..."]
     d: int = eqx.field(static=True)
     stride: int = eqx.field(static=True)
+    channels_last: bool = eqx.field(static=True)
 
-    def __init__(self, d: int, cin: int, cout: int, kernel: int, *, key: PRNGKeyArray, stride=1):
+    def __init__(
+        self,
+        d: int,
+        cin: int,
+        cout: int,
+        kernel: int,
+        *,
+        key: PRNGKeyArray,
+        stride: int = 1,
+        channels_last: bool = True,
+    ):
         if d not in _LAYOUTS:
             raise ValueError(f"PeriodicConv supports d = 1, 2, 3, got d={d}.")
         if kernel % 2 != 1:
@@ -58,7 +56,15 @@ class PeriodicConv(eqx.Module):
             key=key,
         )  # fmt: skip
         self.weight, self.bias = ref.weight, ref.bias
-        self.d, self.stride = d, stride
+        self.d, self.stride, self.channels_last = d, stride, bool(channels_last)
+
+    def relayout(self, channels_last: bool) -> PeriodicConv:
+        """The same convolution (same arrays) computed in the other layout."""
+        new = object.__new__(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(new, f.name, getattr(self, f.name))
+        object.__setattr__(new, "channels_last", bool(channels_last))
+        return new
 
     def __call__(self, x: Float[Array, "c_in ..."]) -> Float[Array, "c_out ..."]:
         d = self.d
@@ -69,7 +75,7 @@ class PeriodicConv(eqx.Module):
             )
         p = self.weight.shape[-1] // 2
         x = jnp.pad(x, ((0, 0),) + ((p, p),) * d, mode="wrap")
-        if not _CHANNELS_LAST[0]:
+        if not self.channels_last:
             y = jax.lax.conv_general_dilated(x[None], self.weight, (self.stride,) * d, "VALID")
             return y[0] + self.bias
         x = jnp.moveaxis(x, 0, -1)[None]  # (1, *spatial, in)
@@ -78,3 +84,12 @@ class PeriodicConv(eqx.Module):
             x, w, (self.stride,) * d, "VALID", dimension_numbers=_LAYOUTS[d]
         )
         return jnp.moveaxis(y[0], -1, 0) + self.bias
+
+
+def with_conv_layout(model, channels_last: bool):
+    """`model` with every `PeriodicConv` computed channels-last or channels-first (same
+    weights, same numbers; only the speed differs)."""
+    is_conv = lambda m: isinstance(m, PeriodicConv)  # noqa: E731
+    return jax.tree_util.tree_map(
+        lambda m: m.relayout(channels_last) if is_conv(m) else m, model, is_leaf=is_conv
+    )

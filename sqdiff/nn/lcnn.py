@@ -10,27 +10,29 @@ With `c = −β sin θ_P` this is exactly the score of the Wilson action. Output
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..sde import AbstractSchedule
+from ..schedules import AbstractSchedule
 from ..theories.u1 import plaquette_angles
+from .base import AbstractScoreNetwork
 from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, noise_level
 from .unet import ResBlock, _conv
 
 
-class U1LinkNet(eqx.Module):
+class U1LinkNet(AbstractScoreNetwork):
     """`(t, θ) → s(t, θ)` for U(1) links of shape `(2, L, L)`."""
+
+    name = "u1"
 
     embed: GaussianFourierEmbedding
     conv_in: PeriodicConv
     blocks: tuple
     conv_out: PeriodicConv
-    schedule: AbstractSchedule
+    schedule: AbstractSchedule | None  # required (checked): scores are divided by Σ(t)
 
     def __init__(
         self,
@@ -46,7 +48,12 @@ class U1LinkNet(eqx.Module):
         self.conv_in = _conv(2, 2, channels, keys[1])
         self.blocks = tuple(ResBlock(2, channels, channels, emb_dim, key=k) for k in keys[2:-1])
         self.conv_out = _conv(2, channels, 1, keys[-1])
+        if schedule is None:
+            raise ValueError("U1LinkNet needs a noise schedule (its output is divided by Σ(t)).")
         self.schedule = schedule
+
+    def output_layer(self):
+        return self.conv_out.weight, self.conv_out.bias
 
     def __call__(self, t: Float[Array, ""], theta: Float[Array, "2 L L"]) -> Float[Array, "2 L L"]:
         if theta.ndim != 3 or theta.shape[0] != 2:

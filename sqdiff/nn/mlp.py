@@ -15,12 +15,15 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..sde import AbstractSchedule
+from ..schedules import AbstractSchedule
+from .base import AbstractScoreNetwork
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
 
-class ScoreMLP(eqx.Module):
+class ScoreMLP(AbstractScoreNetwork):
     """Per-site MLP `(t, φ) → s(t, φ)` of φ's shape."""
+
+    name = "mlp"
 
     embed: GaussianFourierEmbedding
     mlp: eqx.nn.MLP
@@ -51,6 +54,9 @@ class ScoreMLP(eqx.Module):
         flat = jnp.reshape(phi, (-1, 1))
         feats = jnp.concatenate([flat, jnp.broadcast_to(e, (flat.shape[0], e.shape[0]))], 1)
         return jax.vmap(self.mlp)(feats).reshape(jnp.shape(phi))
+
+    def output_layer(self) -> tuple[Array, Array]:
+        return self.mlp.layers[-1].weight, self.mlp.layers[-1].bias
 
     def __call__(self, t: Float[Array, ""], phi: Float[Array, "..."]) -> Float[Array, "..."]:
         out = self._raw(t, phi)

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..sde import AbstractSchedule
+from ..schedules import AbstractSchedule
+from .base import AbstractScoreNetwork
 from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
@@ -58,8 +59,10 @@ class ResBlock(eqx.Module):
         return h + (x if self.skip is None else self.skip(x))
 
 
-class UNet(eqx.Module):
+class UNet(AbstractScoreNetwork):
     """`(t, φ) → s(t, φ)` for φ of shape `(L,)*d`, d ∈ {2, 3}."""
+
+    name = "unet"
 
     d: int = eqx.field(static=True)
     levels: int = eqx.field(static=True)
@@ -153,6 +156,9 @@ class UNet(eqx.Module):
         if self.antisymmetric:
             out = 0.5 * (out - self._raw(t, -phi))
         return out
+
+    def output_layer(self):
+        return self.conv_out.weight, self.conv_out.bias
 
     def __call__(
         self, t: Float[Array, ""], phi: Float[Array, "..."], symmetrize: bool = False

@@ -1,6 +1,7 @@
 """Theories: lattice actions (`AbstractAction`) and exactly solvable distributions."""
 
-from .base import AbstractAction
+from .base import THEORIES, AbstractAction
+from .function import FunctionAction, as_action
 from .mixture import GaussianMixture
 from .phi4 import Phi4
 from .sun import SUNWilson
@@ -10,7 +11,10 @@ from .zero_dim import Cosine0D, DoubleWell0D, Quartic0D
 
 __all__ = [
     "AbstractAction",
+    "THEORIES",
     "Cosine0D",
+    "FunctionAction",
+    "as_action",
     "DoubleWell0D",
     "GaussianMixture",
     "Phi4",

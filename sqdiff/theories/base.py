@@ -13,6 +13,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..groups import AbstractGroup
+from ..registry import Registry
 
 
 def _first(a):
@@ -45,13 +46,13 @@ class AbstractAction(eqx.Module):
         """Parameters that rebuild the action: `type(self).from_params(**params)`."""
 
     @abc.abstractmethod
-    def __call__(self, phi: Array) -> Float[Array, ""]: ...
+    def __call__(self, phi: Array, /) -> Float[Array, ""]: ...
 
     @abc.abstractmethod
-    def force(self, phi: Array) -> Array:
+    def force(self, phi: Array, /) -> Array:
         """`∇S(φ)` (algebra coordinates, the lattice shape + `group.coord_shape`)."""
 
-    def measure(self, phi: Array) -> dict[str, Array]:
+    def measure(self, phi: Array, /) -> dict[str, Array]:
         """Primary (per-configuration, scalar) observables of one configuration."""
         return {"action": self(phi)}
 
@@ -82,3 +83,7 @@ class AbstractAction(eqx.Module):
                 f"`{name}` has shape {tuple(jnp.shape(phi))}, expected {self.config_shape} for "
                 f"{type(self).__name__}."
             )
+
+
+#: every action class with a `name` (defining one registers it)
+THEORIES: Registry = Registry("theory", AbstractAction)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..sde import AbstractSchedule
+from ..schedules import AbstractSchedule
 
 
 class GaussianMixture(eqx.Module):
@@ -63,8 +63,11 @@ class GaussianMixture(eqx.Module):
             var,
         )
 
-    def log_prob(self, x: ArrayLike, t=None, schedule: AbstractSchedule | None = None) -> Array:
-        """Elementwise `log p_t(x)` (`log P_0` when `schedule` is None)."""
+    def log_prob(
+        self, t: ArrayLike, x: ArrayLike, schedule: AbstractSchedule | None = None
+    ) -> Array:
+        """Elementwise `log p_t(x)` under `schedule` (the data law `log P_0` when `schedule` is
+        None, whatever `t`)."""
         logc, _, _ = self._log_components(x, t, schedule)
         return jax.nn.logsumexp(logc, axis=-1)
 

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._checks import positive_float
-from ..groups import U1, _wrap_angle
+from ..groups import U1, wrap_angle
 from ._lattice import check_lattice
 from .base import AbstractAction
 
@@ -24,7 +24,7 @@ def plaquette_angles(theta):
 
 def topological_charge(theta):
     """Geometric charge `Q = (1/2π) Σ_x wrap(θ_P(x))`."""
-    return jnp.sum(_wrap_angle(plaquette_angles(theta)), axis=(-2, -1)) / (2 * jnp.pi)
+    return jnp.sum(wrap_angle(plaquette_angles(theta)), axis=(-2, -1)) / (2 * jnp.pi)
 
 
 def wilson_loop(theta, size: int):

@@ -26,7 +26,7 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import positive_float
-from ..groups import _wrap_angle
+from ..groups import wrap_angle
 from ._lattice import check_lattice
 
 __all__ = ["links_from_plaquettes", "u1_exact_samples", "von_mises"]
@@ -89,7 +89,7 @@ def links_from_plaquettes(
     alpha = jr.uniform(k_g, (L, L), minval=-jnp.pi, maxval=jnp.pi)
     t0 = t0 + alpha - jnp.roll(alpha, -1, axis=0)
     t1 = t1 + alpha - jnp.roll(alpha, -1, axis=1)
-    return _wrap_angle(jnp.stack([t0, t1]))
+    return wrap_angle(jnp.stack([t0, t1]))
 
 
 def _candidates(key, L, beta, batch):
@@ -97,7 +97,7 @@ def _candidates(key, L, beta, batch):
     V = L * L
     k1, k2 = jr.split(key)
     free = von_mises(k1, beta, (batch, V - 1))
-    last = _wrap_angle(-jnp.sum(free, axis=1))
+    last = wrap_angle(-jnp.sum(free, axis=1))
     ok = jr.uniform(k2, (batch,)) < jnp.exp(beta * (jnp.cos(last) - 1.0))
     return jnp.concatenate([free, last[:, None]], axis=1).reshape(batch, L, L), ok
 

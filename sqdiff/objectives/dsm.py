@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .groups import AbstractGroup, Euclidean
-from .sde import AbstractSchedule, VarianceExploding
+from ..groups import AbstractGroup
+from ..schedules import AbstractSchedule, VarianceExploding
+from .base import AbstractObjective
 
-__all__ = ["sample_times", "dsm_loss", "group_dsm_loss"]
+__all__ = ["DenoisingScoreMatching", "GroupDSM", "sample_times", "dsm_loss", "group_dsm_loss"]
 
 
 def sample_times(
@@ -46,9 +47,9 @@ def sample_times(
 
 
 def dsm_loss(
+    key: PRNGKeyArray,
     model: Callable,
     schedule: AbstractSchedule,
-    key: PRNGKeyArray,
     x0: Float[Array, "batch ..."],
     t_min: float = 1e-3,
     importance: bool = False,
@@ -66,17 +67,17 @@ def dsm_loss(
 
 
 def group_dsm_loss(
+    key: PRNGKeyArray,
     model: Callable,
     schedule: VarianceExploding,
     group: AbstractGroup,
-    key: PRNGKeyArray,
     U0: Array,
     t_min: float = 1e-3,
     importance: bool = False,
 ) -> Float[Array, ""]:
     """Group DSM: `U_t = exp(iσ(t)η^aT^a) U_0`, loss `‖σ s^a(t, U_t) + η^a‖²` per link."""
-    if isinstance(group, Euclidean):
-        return dsm_loss(model, schedule, key, U0, t_min, importance)
+    if group.is_vector_space:
+        return dsm_loss(key, model, schedule, U0, t_min, importance)
     kt, ke = jr.split(key)
     t, w = sample_times(kt, U0.shape[0], schedule, t_min, importance)
     lattice = group.lattice_shape(U0[0])
@@ -86,3 +87,57 @@ def group_dsm_loss(
     pred = jax.vmap(model)(t, Ut)
     res = std.reshape((-1,) + (1,) * (eta.ndim - 1)) * pred + eta
     return jnp.mean(w * jnp.mean(res.reshape(U0.shape[0], -1) ** 2, axis=1))
+
+
+def _dsm_settings(spec, t_min=1e-3, importance=False):
+    schedule = spec.build_schedule()
+    if schedule is None:
+        raise ValueError("score matching needs a noise schedule in the model spec.")
+    if not 0 < float(t_min) < 1:
+        raise ValueError(f"`t_min` must lie in (0, 1) (a fraction of T), got {t_min!r}.")
+    return schedule, float(t_min) * schedule.T, bool(importance)
+
+
+class DenoisingScoreMatching(AbstractObjective):
+    """Σ²-weighted denoising score matching on flat fields (`dsm_loss`).
+
+    Args:
+        schedule: the forward noising schedule.
+        t_min: the smallest time drawn (absolute).
+        importance: draw t from `q(t) ∝ g²/Σ²` with compensating weights.
+    """
+
+    schedule: AbstractSchedule
+    t_min: float
+    importance: bool
+
+    name = "dsm"
+
+    def loss(self, model, key, batch):
+        return dsm_loss(key, model, self.schedule, batch, self.t_min, self.importance)
+
+    @classmethod
+    def from_spec(cls, spec, action, **params):
+        return cls(*_dsm_settings(spec, **params))
+
+
+class GroupDSM(AbstractObjective):
+    """Denoising score matching for group-valued links, `U_t = exp(iσ(t)η^aT^a) U_0`
+    (`group_dsm_loss`)."""
+
+    schedule: AbstractSchedule
+    group: AbstractGroup
+    t_min: float
+    importance: bool
+
+    name = "group_dsm"
+
+    def loss(self, model, key, batch):
+        return group_dsm_loss(
+            key, model, self.schedule, self.group, batch, self.t_min, self.importance
+        )
+
+    @classmethod
+    def from_spec(cls, spec, action, **params):
+        schedule, t_min, importance = _dsm_settings(spec, **params)
+        return cls(schedule, spec.build_group(), t_min, importance)
