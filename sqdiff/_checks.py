@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import numpy as np
@@ -11,6 +12,16 @@ import numpy as np
 def is_concrete(x) -> bool:
     """True unless `x` is (or contains) a JAX tracer."""
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def integer(value, name: str, minimum: int = 1) -> int:
+    """`int(value)` for Python and NumPy integers (not bools or floats), raising a
+    `ValueError` naming `name` unless it is ≥ `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer ≥ {minimum}, got {value!r}.")
+    return int(value)
 
 
 def positive_float(value, name: str) -> float:

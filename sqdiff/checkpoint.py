@@ -1,5 +1,6 @@
 r"""Model directories: training settings, checkpoints written atomically, loaded and verified
-once.
+once. Both files are covered by checksums: the weights by `sha256`, config.json by
+`config_sha256` over its own canonical content (an edited κ or σ is refused, naming the file).
 
 A model directory holds `config.json` (the `ModelSpec`, the `TrainConfig`, the step, the loss
 history and the name + SHA-256 of the weights file) and `weights-<step>.eqx` (equinox
@@ -11,7 +12,9 @@ Directories written by sqdiff 0.1 (version-1 specs) load unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -22,6 +25,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import optax
 
+from ._checks import integer
 from ._version import __version__
 from .io import atomic_write
 from .specs import ModelSpec
@@ -57,9 +61,8 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch", "steps_per_call", "checkpoint_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+            object.__setattr__(self, name, integer(getattr(self, name), name))
+        object.__setattr__(self, "warmup", integer(self.warmup, "warmup", 0))
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ValueError(f"`seed` must be an integer in [0, 2^63), got {self.seed!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -84,16 +87,19 @@ class TrainConfig:
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """Warm-up + cosine Adam with global-norm clipping, over one flat parameter vector."""
+    warmup = max(config.warmup, 1)  # optax needs ≥ 1 warm-up step and a decay after it
     lr = optax.warmup_cosine_decay_schedule(
-        0.0,
-        config.lr,
-        max(config.warmup, 1),
-        max(config.steps, config.warmup + 1),
-        end_value=0.01 * config.lr,
+        0.0, config.lr, warmup, max(config.steps, warmup + 1), end_value=0.01 * config.lr
     )
     # one flat parameter vector for the optimiser: a few large kernels instead of several per
     # leaf (the U-Net has ~100 leaves; per-leaf updates are launch-bound on a GPU)
     return optax.flatten(optax.chain(optax.clip_by_global_norm(config.clip), optax.adam(lr)))
+
+
+def _config_digest(meta: dict) -> str:
+    """SHA-256 of config.json's content (without this field), canonical JSON."""
+    body = {k: v for k, v in meta.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 class Checkpoint(NamedTuple):
@@ -133,6 +139,57 @@ class ModelDir:
     def exists(self) -> bool:
         return os.path.isfile(self.config_path)
 
+    def check_writable(self, resume: bool) -> None:
+        """Before training: the path is a model directory to resume, or a new or empty folder
+        in a writable place (a clear error instead of a failure after the whole run)."""
+        path = self.path
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise ValueError(f"{path!r} exists and is not a folder; choose a model folder.")
+        if os.path.isdir(path):
+            if not self.exists() and any(not n.startswith(".") for n in os.listdir(path)):
+                raise ValueError(
+                    f"{path!r} is a folder with other files and no model; choose a new or "
+                    "empty folder."
+                )
+            if not os.access(path, os.W_OK):
+                raise ValueError(f"{path!r} is not writable.")
+        else:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+                raise ValueError(f"cannot create {path!r}: {parent!r} is missing or read-only.")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold an exclusive `fcntl` lock on the directory for the life of a writer: a second
+        trainer on the same directory fails at once instead of overwriting the first."""
+        os.makedirs(self.path, exist_ok=True)
+        fd = os.open(os.path.join(self.path, ".lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(
+                    f"{self.path!r} is being written by another sqdiff process (locked); wait "
+                    "for it or choose another folder."
+                ) from None
+            self._clean()
+            yield self
+        finally:
+            os.close(fd)
+
+    def _clean(self) -> None:
+        """Remove temporary files of interrupted writes and weights no checkpoint points at
+        (called under the lock)."""
+        keep = self.read_meta().get("weights") if self.exists() else None
+        for name in os.listdir(self.path):
+            stale_tmp = name.startswith(".tmp-")
+            orphan = name.startswith("weights-") and name.endswith(".eqx") and name != keep
+            if stale_tmp or orphan:
+                try:
+                    os.remove(os.path.join(self.path, name))
+                except FileNotFoundError:
+                    pass
+
     def read_meta(self) -> dict:
         """`config.json`, checked for the fields every checkpoint has."""
         path = self.config_path
@@ -148,6 +205,12 @@ class ModelDir:
         for k in ("spec", "train", "step", "weights", "sha256"):
             if k not in meta:
                 raise ValueError(f"{path!r} lacks {k!r}; not a sqdiff model directory.")
+        if "config_sha256" in meta:  # written since 0.2; 0.1 files have none
+            if meta["config_sha256"] != _config_digest(meta):
+                raise ValueError(
+                    f"{path!r} was changed after sqdiff wrote it (its checksum does not match): "
+                    "an edited setting would silently change the model; restore the file."
+                )
         return meta
 
     def read_spec(self) -> tuple[ModelSpec, TrainConfig]:
@@ -170,10 +233,18 @@ class ModelDir:
         ):
             raise ValueError(f"{self.config_path!r}: 'weights' must be a file name.")
         path = os.path.join(self.path, meta["weights"])
-        if not os.path.isfile(path):
-            raise ValueError(f"{self.path!r}: weights file {meta['weights']!r} is missing.")
-        with open(path, "rb") as fh:
-            data = fh.read()
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            # a writer may have replaced config.json and removed these weights since we read
+            # it: read the new config once more (a checkpoint is always complete on disk)
+            again = self.read_meta()
+            if again["weights"] == meta["weights"]:
+                raise ValueError(
+                    f"{self.path!r}: weights file {meta['weights']!r} is missing."
+                ) from None
+            return self.load()
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             raise ValueError(f"{path!r} does not match the checksum in config.json.")
         model, template = templates(spec, config)
@@ -206,6 +277,7 @@ class ModelDir:
             "weights": name,
             "sha256": hashlib.sha256(data).hexdigest(),
         }
+        meta["config_sha256"] = _config_digest(meta)
         text = json.dumps(meta, indent=1).encode()
         atomic_write(self.config_path, lambda fh: fh.write(text))
         if old and old.get("weights") not in (None, name):

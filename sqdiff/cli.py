@@ -10,12 +10,56 @@ import argparse
 import inspect
 import json
 import math
+import re
 import sys
 
 SAMPLERS = ("hmc", "omelyan", "fahmc", "mala", "hmc+wolff", "fahmc+wolff", "exact")
 TOYS = ("quartic", "double_well", "cosine")
 # default (step size, MD steps) per theory
 DEFAULT_MD = {"phi4": (0.2, 10), "u1": (0.1, 10), "sun": (0.05, 20), "toy": (0.2, 10)}
+
+
+def _int_type(lo: int, hi: int | None = None, what: str = "an integer"):
+    """An argparse type: an integer in [lo, hi) with a message naming the range."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v < lo or (hi is not None and v >= hi):
+            rng = f"≥ {lo}" if hi is None else f"in [{lo}, {hi})"
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {v}")
+        return v
+
+    return parse
+
+
+def _real_type(positive: bool = False, below_one: bool = False):
+    """An argparse type: a finite float (> 0, and < 1, where asked)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if positive and not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+        if below_one and not v < 1:
+            raise argparse.ArgumentTypeError(f"must be < 1, got {v}")
+        return v
+
+    return parse
+
+
+_COUNT = _int_type(1)  # how many: ≥ 1
+_COUNT0 = _int_type(0)  # ≥ 0
+_SEED = _int_type(0, 2**63, "a seed")
+_REAL = _real_type()
+_POSITIVE = _real_type(positive=True)
+_FRACTION = _real_type(positive=True, below_one=True)
 
 
 def _default(fn, name: str):
@@ -43,6 +87,8 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
+        # "-1e-3" is a negative number, not an option (argparse's own pattern misses exponents)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message):
         raise CLIError(message)
@@ -50,6 +96,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sqdiff", description="Diffusion models and stochastic quantization.")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     _add_generate(sub)
     _add_train(sub)
@@ -63,27 +110,30 @@ def _parser() -> argparse.ArgumentParser:
 def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate an ensemble with a classical sampler")
     g.add_argument("theory", help="phi4, u1, sun or toy")
-    g.add_argument("--L", type=int, help="lattice size (phi4, u1, sun)")
-    g.add_argument("--d", type=int, help="dimensions (phi4: default 2; sun: default 4)")
-    g.add_argument("--kappa", type=float, help="phi4 hopping parameter")
-    g.add_argument("--lam", type=float, help="phi4 quartic coupling λ ≥ 0")
-    g.add_argument("--beta", type=float, help="gauge coupling β > 0 (u1, sun)")
-    g.add_argument("--N", type=int, help="SU(N) (sun)")
+    g.add_argument("--L", type=_COUNT, help="lattice size (phi4, u1, sun)")
+    g.add_argument("--d", type=_COUNT, help="dimensions (phi4: default 2; sun: default 4)")
+    g.add_argument("--kappa", type=_REAL, help="phi4 hopping parameter")
+    g.add_argument("--lam", type=_REAL, help="phi4 quartic coupling λ ≥ 0")
+    g.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun)")
+    g.add_argument("--N", type=_COUNT, help="SU(N) (sun)")
     g.add_argument("--action", choices=TOYS, default="quartic", help="toy action")
-    g.add_argument("--mu2", type=float, default=1.0, help="toy quartic μ²")
-    g.add_argument("--g", type=float, default=0.4, help="toy quartic g")
-    g.add_argument("--k", type=float, default=5.0, help="toy cosine k")
+    g.add_argument("--mu2", type=_REAL, default=1.0, help="toy quartic μ²")
+    g.add_argument("--g", type=_REAL, default=0.4, help="toy quartic g")
+    g.add_argument("--k", type=_REAL, default=5.0, help="toy cosine k")
     g.add_argument("--sampler", choices=SAMPLERS, default="hmc")
-    g.add_argument("--step-size", type=float, help="MD / MALA step size")
-    g.add_argument("--n-md", type=int, help="MD steps per trajectory")
-    g.add_argument("--mass2", type=float, default=1.0, help="FA-HMC m²_eff")
-    g.add_argument("--n-wolff", type=int, default=1, help="Wolff flips per step")
-    g.add_argument("--n", type=int, required=True, help="configurations per chain")
-    g.add_argument("--chains", type=int, default=1, help="independent chains")
-    g.add_argument("--therm", type=int, default=200, help="thermalisation steps")
-    g.add_argument("--thin", type=int, default=1, help="steps between saved configurations")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--step-size", type=_POSITIVE, help="MD / MALA step size")
+    g.add_argument("--n-md", type=_COUNT, help="MD steps per trajectory")
+    g.add_argument("--mass2", type=_POSITIVE, default=1.0, help="FA-HMC m²_eff")
+    g.add_argument("--n-wolff", type=_COUNT, default=1, help="Wolff flips per step")
+    g.add_argument("--n", type=_COUNT, required=True, help="configurations per chain")
+    g.add_argument("--chains", type=_COUNT, default=1, help="independent chains")
+    g.add_argument("--therm", type=_COUNT0, default=200, help="thermalisation steps")
+    g.add_argument("--thin", type=_COUNT, default=1, help="steps between saved configurations")
+    g.add_argument("--seed", type=_SEED, default=0)
     g.add_argument("--out", required=True, help="output .npz file")
+    g.add_argument(
+        "--force", action="store_true", help="replace a file at --out that is not an ensemble"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -93,25 +143,25 @@ def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a score network on an ensemble (score matching)")
     t.add_argument("ensemble", help="ensemble .npz from `sqdiff generate`")
     t.add_argument("--out", required=True, help="model directory")
-    t.add_argument("--steps", type=int, default=TrainConfig.steps)
-    t.add_argument("--batch", type=int, default=TrainConfig.batch)
-    t.add_argument("--lr", type=float, default=TrainConfig.lr)
-    t.add_argument("--warmup", type=int, default=TrainConfig.warmup)
-    t.add_argument("--ema", type=float, default=TrainConfig.ema)
+    t.add_argument("--steps", type=_COUNT, default=TrainConfig.steps)
+    t.add_argument("--batch", type=_COUNT, default=TrainConfig.batch)
+    t.add_argument("--lr", type=_POSITIVE, default=TrainConfig.lr)
+    t.add_argument("--warmup", type=_COUNT0, default=TrainConfig.warmup)
+    t.add_argument("--ema", type=_REAL, default=TrainConfig.ema)
     t.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
-    t.add_argument("--sigma", type=float, default=25.0, help="VE σ (> 1)")
-    t.add_argument("--beta-min", type=float, default=0.1, help="VP/sub-VP β_min")
-    t.add_argument("--beta-max", type=float, default=20.0, help="VP/sub-VP β_max")
-    t.add_argument("--T", type=float, default=1.0, help="diffusion time horizon")
+    t.add_argument("--sigma", type=_POSITIVE, default=25.0, help="VE σ (> 1)")
+    t.add_argument("--beta-min", type=_REAL, default=0.1, help="VP/sub-VP β_min")
+    t.add_argument("--beta-max", type=_REAL, default=20.0, help="VP/sub-VP β_max")
+    t.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
     t.add_argument("--model", choices=("auto", "mlp", "unet", "u1"), default="auto")
-    t.add_argument("--width", type=int, default=64, help="MLP width")
-    t.add_argument("--depth", type=int, default=3, help="MLP / link-net depth")
-    t.add_argument("--channels", type=int, default=32, help="U-Net / link-net channels")
-    t.add_argument("--levels", type=int, default=3, help="U-Net levels")
+    t.add_argument("--width", type=_COUNT, default=64, help="MLP width")
+    t.add_argument("--depth", type=_COUNT, default=3, help="MLP / link-net depth")
+    t.add_argument("--channels", type=_COUNT, default=32, help="U-Net / link-net channels")
+    t.add_argument("--levels", type=_COUNT, default=3, help="U-Net levels")
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
-    t.add_argument("--steps-per-call", type=int, default=TrainConfig.steps_per_call)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps-per-call", type=_COUNT, default=TrainConfig.steps_per_call)
+    t.add_argument("--seed", type=_SEED, default=0)
     t.add_argument("--resume", action="store_true", help="continue the model in --out")
     t.add_argument("--quiet", action="store_true")
 
@@ -121,30 +171,35 @@ def _add_sample(sub) -> None:
 
     sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
     sa.add_argument("model_dir")
-    sa.add_argument("--n", type=int, required=True, help="configurations")
+    sa.add_argument("--n", type=_COUNT, required=True, help="configurations")
     sa.add_argument("--out", required=True, help="output .npz ensemble")
+    sa.add_argument(
+        "--force", action="store_true", help="replace a file at --out that is not an ensemble"
+    )
     sa.add_argument(
         "--method",
         choices=("sde", "ode", "pc", "maala", "imh"),
         default="sde",
         help="OSQ models: sde (weighted paths) or imh",
     )
-    sa.add_argument("--L", type=int, help="lattice size (default: the training one)")
-    sa.add_argument("--beta", type=float, help="target coupling β (score × β/β0; actions ∝ β)")
+    sa.add_argument("--L", type=_COUNT, help="lattice size (default: the training one)")
+    sa.add_argument("--beta", type=_POSITIVE, help="target coupling β (score × β/β0; actions ∝ β)")
     sa.add_argument(
-        "--steps", type=int, help="reverse SDE / ODE steps (default 500; OSQ: the training steps)"
+        "--steps",
+        type=_COUNT,
+        help="reverse SDE / ODE steps (default 500; OSQ: the training steps)",
     )
     sa.add_argument(
         "--t-mh",
-        type=float,
+        type=_FRACTION,
         default=_default(sample_maala, "t_mh"),
         help="MAALA switch time, fraction of T",
     )
     sa.add_argument(
-        "--c", type=float, default=_default(sample_maala, "c"), help="MAALA step ε = c Σ(t_mh)²"
+        "--c", type=_POSITIVE, default=_default(sample_maala, "c"), help="MAALA step ε = c Σ(t_mh)²"
     )
     sa.add_argument(
-        "--chains", type=int, default=_default(sample_maala, "chains"), help="MAALA chains"
+        "--chains", type=_COUNT, default=_default(sample_maala, "chains"), help="MAALA chains"
     )
     sa.add_argument(
         "--anneal",
@@ -154,23 +209,23 @@ def _add_sample(sub) -> None:
     )
     sa.add_argument(
         "--thin",
-        type=int,
+        type=_COUNT,
         default=_default(sample_maala, "thin"),
         help="MAALA steps between saved configs",
     )
     sa.add_argument(
         "--corrector-steps",
-        type=int,
+        type=_COUNT0,
         default=_default(sample_pc, "corrector_steps"),
         help="pc: Langevin corrector steps",
     )
     sa.add_argument(
         "--snr",
-        type=float,
+        type=_POSITIVE,
         default=_default(sample_pc, "snr"),
         help="pc: corrector signal-to-noise ratio",
     )
-    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--seed", type=_SEED, default=0)
     sa.add_argument("--quiet", action="store_true")
 
 
@@ -185,9 +240,9 @@ def _add_osq(sub) -> None:
         help="theory parameter, repeatable (phi4: L, kappa, lam, d; quartic: mu2, g; cosine: k)",
     )
     o.add_argument("--out", required=True, help="model directory")
-    o.add_argument("--T", type=float, default=1.0, help="time horizon")
-    o.add_argument("--g", type=float, default=2**0.5, help="noise strength g (√2: e^{-S} SQ)")
-    o.add_argument("--steps", type=int, default=100, help="Euler–Maruyama steps on [0, T]")
+    o.add_argument("--T", type=_POSITIVE, default=1.0, help="time horizon")
+    o.add_argument("--g", type=_REAL, default=2**0.5, help="noise strength g (√2: e^{-S} SQ)")
+    o.add_argument("--steps", type=_COUNT, default=100, help="Euler–Maruyama steps on [0, T]")
     o.add_argument("--reference", choices=("sq", "brownian", "ou"), default="ou")
     o.add_argument("--terminal", choices=("plain", "corrected"), default="corrected")
     o.add_argument(
@@ -196,17 +251,17 @@ def _add_osq(sub) -> None:
         default="kl",
         help="path KL (default) or the log-variance loss (variance of the log-weights)",
     )
-    o.add_argument("--prior-mean", type=float, default=0.0, help="π = N(mean, std²) per site")
-    o.add_argument("--prior-std", type=float, default=1.0)
-    o.add_argument("--iters", type=int, default=2000, help="optimiser steps")
-    o.add_argument("--batch", type=int, default=256, help="paths per optimiser step")
-    o.add_argument("--lr", type=float, default=3e-3)
-    o.add_argument("--width", type=int, default=64, help="MLP width (0-dim)")
-    o.add_argument("--depth", type=int, default=3, help="MLP depth (0-dim)")
-    o.add_argument("--channels", type=int, default=16, help="U-Net channels (lattices)")
-    o.add_argument("--levels", type=int, default=2, help="U-Net levels (lattices)")
-    o.add_argument("--steps-per-call", type=int, default=50)
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--prior-mean", type=_REAL, default=0.0, help="π = N(mean, std²) per site")
+    o.add_argument("--prior-std", type=_REAL, default=1.0)
+    o.add_argument("--iters", type=_COUNT, default=2000, help="optimiser steps")
+    o.add_argument("--batch", type=_COUNT, default=256, help="paths per optimiser step")
+    o.add_argument("--lr", type=_POSITIVE, default=3e-3)
+    o.add_argument("--width", type=_COUNT, default=64, help="MLP width (0-dim)")
+    o.add_argument("--depth", type=_COUNT, default=3, help="MLP depth (0-dim)")
+    o.add_argument("--channels", type=_COUNT, default=16, help="U-Net channels (lattices)")
+    o.add_argument("--levels", type=_COUNT, default=2, help="U-Net levels (lattices)")
+    o.add_argument("--steps-per-call", type=_COUNT, default=50)
+    o.add_argument("--seed", type=_SEED, default=0)
     o.add_argument("--resume", action="store_true", help="continue the model in --out")
     o.add_argument("--quiet", action="store_true")
 
@@ -216,25 +271,28 @@ def _add_demo(sub) -> None:
 
     de = sub.add_parser("demo", help="the main job: HMC → train → DM and DM+MAALA → table")
     de.add_argument("--out", default="sqdiff-demo", help="output folder (new or empty)")
-    de.add_argument("--L", type=int, default=_default(run_demo, "L"))
-    de.add_argument("--kappa", type=float, default=_default(run_demo, "kappa"))
-    de.add_argument("--lam", type=float, default=_default(run_demo, "lam"))
+    de.add_argument("--L", type=_COUNT, default=_default(run_demo, "L"))
+    de.add_argument("--kappa", type=_REAL, default=_default(run_demo, "kappa"))
+    de.add_argument("--lam", type=_REAL, default=_default(run_demo, "lam"))
     de.add_argument(
-        "--n", type=int, default=_default(run_demo, "n"), help="configurations per sampler"
+        "--n", type=_COUNT, default=_default(run_demo, "n"), help="configurations per sampler"
     )
-    de.add_argument("--train-steps", type=int, default=_default(run_demo, "train_steps"))
-    de.add_argument("--batch", type=int, default=_default(run_demo, "batch"))
-    de.add_argument("--channels", type=int, default=_default(run_demo, "channels"))
-    de.add_argument("--sigma", type=float, default=_default(run_demo, "sigma"))
-    de.add_argument("--sde-steps", type=int, default=_default(run_demo, "sde_steps"))
+    de.add_argument("--train-steps", type=_COUNT, default=_default(run_demo, "train_steps"))
+    de.add_argument("--batch", type=_COUNT, default=_default(run_demo, "batch"))
+    de.add_argument("--channels", type=_COUNT, default=_default(run_demo, "channels"))
+    de.add_argument("--sigma", type=_POSITIVE, default=_default(run_demo, "sigma"))
+    de.add_argument("--sde-steps", type=_COUNT, default=_default(run_demo, "sde_steps"))
     de.add_argument(
-        "--mh-steps", type=int, default=_default(run_demo, "mh_steps"), help="MAALA steps per chain"
+        "--mh-steps",
+        type=_COUNT,
+        default=_default(run_demo, "mh_steps"),
+        help="MAALA steps per chain",
     )
     de.add_argument(
-        "--c", type=float, default=_default(run_demo, "c"), help="MAALA step ε = c Σ(t_mh)²"
+        "--c", type=_POSITIVE, default=_default(run_demo, "c"), help="MAALA step ε = c Σ(t_mh)²"
     )
-    de.add_argument("--t-mh", type=float, default=_default(run_demo, "t_mh"))
-    de.add_argument("--seed", type=int, default=_default(run_demo, "seed"))
+    de.add_argument("--t-mh", type=_FRACTION, default=_default(run_demo, "t_mh"))
+    de.add_argument("--seed", type=_SEED, default=_default(run_demo, "seed"))
     de.add_argument("--quiet", action="store_true")
 
 
@@ -242,6 +300,9 @@ def _add_measure(sub) -> None:
     m = sub.add_parser("measure", help="observables of an ensemble with errors and τ_int")
     m.add_argument("file")
     m.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    m.add_argument(
+        "--force", action="store_true", help="measure an ensemble marked or found unhealthy"
+    )
 
 
 def _need(args, *names):
@@ -302,9 +363,10 @@ def cmd_generate(args) -> int:
     import jax.random as jr
     import numpy as np
 
-    from .io import save_ensemble
-    from .mcmc import run_chains
+    from .io import check_output, save_ensemble
+    from .mcmc import chain_health, run_chains
 
+    check_output(args.out, force=args.force)  # before the compute, not after
     for name in ("n", "chains", "thin"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be ≥ 1")
@@ -314,6 +376,7 @@ def cmd_generate(args) -> int:
     if args.sampler == "exact":  # independent draws: no chain, no thermalisation
         samples = _exact_draws(args, action)
         settings, acceptance, n_therm, thin = {"sampler": "u1-exact"}, 1.0, 0, 1
+        health = chain_health(samples, independent=True)
     else:
         sampler = build_sampler(args, action)
         key_init, key_run = jr.split(jr.key(args.seed))
@@ -329,6 +392,7 @@ def cmd_generate(args) -> int:
         )
         settings, acceptance = sampler.settings, float(np.mean(acc))
         n_therm, thin = args.therm, args.thin
+        health = chain_health(samples, acc)
     meta = {
         "theory": action.name,
         "params": action.params,
@@ -337,13 +401,27 @@ def cmd_generate(args) -> int:
         "acceptance": acceptance,
         "n_therm": n_therm,
         "thin": thin,
+        "health": health.to_json(),
     }
-    save_ensemble(args.out, samples, meta)
+    save_ensemble(args.out, samples, meta, force=args.force)
     print(
         f"wrote {args.out}: {args.chains}×{args.n} configurations of {action.name} "
         f"{action.params} by {settings['sampler']}, acceptance {acceptance:.3f}"
     )
-    return 0
+    return _report_health(health, args.out)
+
+
+def _report_health(health, path: str) -> int:
+    """0 for a healthy run; else one line on stderr and exit status 1 (the file is kept, marked
+    unhealthy, and `measure` refuses it)."""
+    if health.ok:
+        return 0
+    print(
+        f"sqdiff: error: unhealthy sampler run ({'; '.join(health.problems)}); {path} is marked "
+        "unhealthy and 'sqdiff measure' refuses it (change the step size or coupling)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _exact_draws(args, action):
@@ -360,31 +438,63 @@ def _exact_draws(args, action):
     return np.asarray(x).reshape((args.chains, args.n) + action.config_shape)
 
 
+def _measured_health(ens):
+    """The recorded verdict combined with a fresh look at the samples and the acceptance."""
+    from .mcmc import MIN_ACCEPTANCE, ChainHealth, chain_health
+
+    recorded = ChainHealth.from_json(ens.metadata.get("health"))
+    fresh = chain_health(ens.samples, independent=ens.samples.shape[0] == 1)
+    problems = list(recorded.problems if recorded else ()) + [
+        p for p in fresh.problems if not recorded or p not in recorded.problems
+    ]
+    acceptance = ens.metadata.get("acceptance")
+    if isinstance(acceptance, (int, float)) and not acceptance >= MIN_ACCEPTANCE:
+        msg = f"mean acceptance {acceptance:.3g} < {MIN_ACCEPTANCE}"
+        if not any("acceptance" in p for p in problems):
+            problems.append(msg)
+    return ChainHealth(not problems, tuple(problems))
+
+
 def cmd_measure(args) -> int:
     from .io import load_ensemble
     from .observables import analyze
 
     ens = load_ensemble(args.file)
+    health = _measured_health(ens)
+    if not health.ok and not args.force:
+        raise CLIError(
+            f"{args.file} comes from an unhealthy sampler run ({'; '.join(health.problems)}); "
+            "its error bars would be meaningless (--force measures it anyway)"
+        )
     results = analyze(ens.action, ens.samples, log_weights=ens.log_weights)
+    first = next(iter(results.values()), None)
     if args.json:
         out = {
             k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
             for k, r in results.items()
         }
         out["acceptance"] = {"value": ens.metadata["acceptance"], "error": 0.0, "tau_int": 0.5}
-        if ens.log_weights is not None and results:
-            ess = next(iter(results.values())).ess
-            out["ess"] = {"value": ess, "error": 0.0, "tau_int": 0.5}
+        if ens.log_weights is not None and first is not None:
+            out["ess"] = {"value": first.ess, "error": 0.0, "tau_int": 0.5}
+            out["pareto_k"] = {"value": first.pareto_k, "error": 0.0, "tau_int": 0.5}
+        out["health"] = health.to_json()
         print(json.dumps(out))
         return 0
     m = ens.metadata
+    if not health.ok:
+        print(f"UNHEALTHY (measured with --force): {'; '.join(health.problems)}")
     print(
         f"{m['theory']} {m['params']}  sampler {m['sampler']}  "
         f"{m['n_chains']}×{m['n_samples']} configs  acceptance {m['acceptance']:.3f}"
     )
     if ens.log_weights is not None:
-        ess = next(iter(results.values())).ess if results else float("nan")
-        print(f"importance-weighted: values reweighted, ESS {ess:.1f} of {ens.log_weights.size}")
+        ess = first.ess if first is not None else float("nan")
+        k = first.pareto_k if first is not None else float("nan")
+        flag = "  (k̂ > 0.7: UNRELIABLE)" if not k <= 0.7 else ""
+        print(
+            f"importance-weighted: values reweighted, ESS {ess:.1f} of {ens.log_weights.size}, "
+            f"Pareto k̂ {k:.2f}{flag}"
+        )
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
     for k, r in results.items():
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
@@ -487,9 +597,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from .io import save_ensemble
+    from .io import check_output, save_ensemble
     from .sampling import sample_model
 
+    check_output(args.out, force=args.force)  # before the compute, not after
     options = {
         "steps": args.steps,
         "t_mh": args.t_mh,
@@ -527,18 +638,20 @@ def cmd_sample(args) -> int:
     extra = ""
     if is_osq:
         extra = (
-            f", ESS {meta['ess']:.1f}/{args.n}, log Z {meta['log_z']:.5f} ± "
-            f"{meta['log_z_error']:.5f}"
+            f", ESS {meta['ess']:.1f}/{args.n}, Pareto k̂ {meta['pareto_k']:.2f}, log Z "
+            f"{meta['log_z']:.5f} ± {meta['log_z_error']:.5f}"
             if "ess" in meta
             else " (unweighted: reference marginal unknown)"
         )
-    save_ensemble(args.out, res.samples, meta, log_weights=res.log_weights)
+    save_ensemble(args.out, res.samples, meta, log_weights=res.log_weights, force=args.force)
     print(
         f"wrote {args.out}: {res.samples.shape[0]}×{res.samples.shape[1]} configurations of "
         f"{res.action.name} {res.action.params} by {meta['sampler']['sampler']}, acceptance "
         f"{meta['acceptance']:.3f}{extra}"
     )
-    return 0
+    from .mcmc import ChainHealth
+
+    return _report_health(ChainHealth.from_json(meta["health"]) or ChainHealth(True, ()), args.out)
 
 
 def _theory_params(items) -> dict:
@@ -645,6 +758,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _runtime_check_message(err: BaseException) -> str | None:
+    """The message of an `eqx.error_if` check carried by a JAX runtime error, if it is one."""
+    for line in str(err).splitlines():
+        _, sep, msg = line.partition("EquinoxRuntimeError: ")
+        if sep and msg.strip():
+            return msg.strip()
+    return None
+
+
 def main(argv=None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -670,6 +792,23 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("sqdiff: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("sqdiff: error: out of memory (a smaller lattice, batch or --n)", file=sys.stderr)
+        return 2
+    except Exception as e:
+        msg = _runtime_check_message(e)  # a runtime check inside compiled code (`eqx.error_if`)
+        if msg is not None:
+            print(f"sqdiff: error: {msg}", file=sys.stderr)
+            return 2
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(
+            f"sqdiff: internal error: {type(e).__name__}: {first} (please report it; --debug "
+            "shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

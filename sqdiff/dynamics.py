@@ -38,7 +38,8 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 from .groups import AbstractGroup, Euclidean
 from .preconditioners import AbstractKernel, as_kernel
 from .schedules import AbstractSchedule
-from .theories.function import as_action
+from .theories.base import AbstractAction
+from .theories.function import FunctionAction, as_action
 
 __all__ = [
     "AbstractDynamics",
@@ -118,6 +119,10 @@ class AbstractDynamics(eqx.Module):
         return diffrax.MultiTerm(drift, diffrax.ControlTerm(diffusion, brownian))
 
     # --- what `solve` asks of every dynamics (augmented-state dynamics override these) -----
+    def check_state(self, y0, name: str = "y0") -> None:
+        """A clear error unless `y0` is a valid state (the group's checks by default)."""
+        self.group.check_state(y0, name)
+
     def solver_state(self, y0: Array) -> PyTree:
         """The solver's initial state for a field `y0` (the field itself by default)."""
         return y0
@@ -408,6 +413,7 @@ class Langevin(AbstractDynamics):
     force: Callable
     group: AbstractGroup
     kernel: AbstractKernel
+    config_shape: tuple[int, ...] | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -422,13 +428,26 @@ class Langevin(AbstractDynamics):
                 raise ValueError("Langevin needs an `action` S(φ) or a `force` ∇S(φ).")
             if not callable(action):
                 raise TypeError("`action` must be a callable S(φ) returning a scalar.")
-            force = as_action(action, group=group).force
+            action = as_action(action, group=group)
+            force = action.force
         kernel = as_kernel(kernel)
         if kernel.needs_flat and not group.is_vector_space:
             raise ValueError(f"A {type(kernel).__name__} needs a Euclidean (scalar) field.")
         self.force = force
         self.group = group
         self.kernel = kernel
+        known = isinstance(action, AbstractAction) and not isinstance(action, FunctionAction)
+        self.config_shape = tuple(action.config_shape) if known else None
+
+    def check_state(self, y0, name: str = "y0") -> None:
+        """The group's checks, and the action's configuration shape (after any batch axes)."""
+        super().check_state(y0, name)
+        shape, cs = tuple(jnp.shape(y0)), self.config_shape
+        if cs is not None and (len(shape) < len(cs) or shape[len(shape) - len(cs) :] != cs):
+            raise ValueError(
+                f"`{name}` has shape {shape}, but the action's configurations have shape {cs} "
+                "(a batch of them may add leading axes)."
+            )
 
     def drift(self, t, y, args):
         return -self.kernel(self.force(y))

@@ -413,6 +413,33 @@ class SUN(AbstractGroup):
         real = jnp.dtype(dtype or jnp.zeros(()).dtype)
         return jnp.result_type(real, jnp.complex64)
 
+    #: how far from unitary (‖U†U − 1‖_max) and from det 1 a concrete state may be
+    MEMBERSHIP_TOL: ClassVar[float] = 1e-3
+
+    def check_state(self, state: ArrayLike, name: str = "state") -> None:
+        """Shape, finiteness, a complex dtype and membership: `U†U = 1` and `det U = 1` to
+        `MEMBERSHIP_TOL` (concrete arrays only; a real or non-unitary array is not an SU(N)
+        state and would give wrong physics silently)."""
+        super().check_state(state, name)
+        if isinstance(state, jax.core.Tracer):
+            return
+        U = np.asarray(state)
+        if not np.iscomplexobj(U):
+            raise ValueError(
+                f"`{name}` must be complex {self} matrices, got dtype {U.dtype} (e.g. "
+                f"`{self}.identity(lattice_shape)` or `sample_haar`)."
+            )
+        if U.size == 0:
+            return
+        M = U.reshape((-1, self.N, self.N)).astype(np.complex128)
+        unitarity = np.max(np.abs(np.conj(np.swapaxes(M, -1, -2)) @ M - np.eye(self.N)))
+        det = np.max(np.abs(np.linalg.det(M) - 1))
+        if not (unitarity <= self.MEMBERSHIP_TOL and det <= self.MEMBERSHIP_TOL):
+            raise ValueError(
+                f"`{name}` is not in {self}: max ‖U†U − 1‖ = {unitarity:.3g}, max |det U − 1| = "
+                f"{det:.3g} (tolerance {self.MEMBERSHIP_TOL}); project it with `{self}.project`."
+            )
+
     def basis(self, dtype=None) -> Array:
         """The generators `T^a`, shape `(N²−1, N, N)`."""
         return jnp.asarray(_sun_generators(self.N), self.state_dtype(dtype))

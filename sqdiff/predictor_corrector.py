@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import integer
 from .dynamics import Reverse
 from .groups import AbstractGroup, Euclidean
 from .mcmc.proposal import langevin_step
@@ -60,10 +61,8 @@ def predictor_corrector(
     group = group or Euclidean()
     if not group.is_flat:
         raise ValueError(f"predictor–corrector supports Euclidean and U(1) fields, got {group}.")
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
-    if not isinstance(corrector_steps, int) or corrector_steps < 0:
-        raise ValueError(f"`corrector_steps` must be an integer ≥ 0, got {corrector_steps!r}.")
+    n_steps = integer(n_steps, "n_steps")
+    corrector_steps = integer(corrector_steps, "corrector_steps", 0)
     if not snr > 0:
         raise ValueError(f"`snr` must be > 0, got {snr}.")
     t_min = 1e-3 * schedule.T if t_min is None else t_min
@@ -115,8 +114,7 @@ def annealed_langevin(
     from .dynamics import Langevin
 
     group = group or Euclidean()
-    if not isinstance(steps_per_level, int) or steps_per_level < 1:
-        raise ValueError(f"`steps_per_level` must be a positive integer, got {steps_per_level!r}.")
+    steps_per_level = integer(steps_per_level, "steps_per_level")
     if not step_size > 0:
         raise ValueError(f"`step_size` must be > 0, got {step_size}.")
     t_levels = jnp.asarray(t_levels, float)

@@ -38,13 +38,15 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._batching import map_batched
+from ._checks import integer
 from .checkpoint import ModelDir
 from .dynamics import ProbabilityFlow, Reverse
-from .mcmc import MAALA, flow_proposals, imh_chain, independence_mh, run_chains
+from .mcmc import MAALA, chain_health, flow_proposals, imh_chain, independence_mh, run_chains
+from .mcmc.imh import target_log_weights
 from .osq import OptimalSQ, log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
 from .solvers import solve
-from .stats import kish_ess
+from .stats import kish_ess, pareto_khat, warn_pareto_k
 from .theories.base import AbstractAction
 
 __all__ = [
@@ -90,12 +92,6 @@ class RescaledScore(eqx.Module):
         return self.factor * self.model(t, phi)
 
 
-def _positive_int(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def _independent(x, action, sampler, **settings) -> SampleResult:
     meta = {"sampler": {"sampler": sampler, **settings}, "acceptance": 1.0}
     return SampleResult(np.asarray(x)[None], meta, action)
@@ -118,7 +114,7 @@ def sample_sde(
 ) -> SampleResult:  # fmt: skip
     """`n` independent samples by the reverse SDE (Song et al. 2021, Eq. 6) in `steps`
     Euler–Maruyama steps from `T` to 0."""
-    one = _reverse_to(model, action, 0.0, _positive_int(steps, "steps"))
+    one = _reverse_to(model, action, 0.0, integer(steps, "steps"))
     x = map_batched(one, jr.split(key, n), batch, progress, "dm-sde")
     return _independent(x, action, "dm-sde", steps=steps)
 
@@ -171,7 +167,7 @@ def sample_maala(
     if anneal not in ("sde", "langevin"):
         raise ValueError(f"`anneal` must be 'sde' or 'langevin', got {anneal!r}.")
     sch, shape = model.schedule, action.config_shape
-    chains = max(1, min(_positive_int(chains, "chains"), n))
+    chains = max(1, min(integer(chains, "chains"), n))
     per_chain = -(-n // chains)
     k0, k1 = jr.split(key)
     eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
@@ -198,7 +194,8 @@ def sample_maala(
         **sampler.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal,
         "beta_ratio": beta_ratio, "chains": chains, "thin": thin,
     }  # fmt: skip
-    meta = {"sampler": settings, "acceptance": float(np.mean(acc))}
+    health = chain_health(samples, acc, independent=per_chain == 1)
+    meta = {"sampler": settings, "acceptance": float(np.mean(acc)), "health": health.to_json()}
     return SampleResult(samples, meta, action)
 
 
@@ -218,7 +215,13 @@ def sample_imh(
     k0, k1 = jr.split(key)
     props = flow_proposals(k0, flow, shape, n, rtol=1e-6, atol=1e-6, batch=batch, progress=progress)
     chain, accepted = independence_mh(k1, action, props)
-    meta = {"sampler": {"sampler": "dm-imh"}, "acceptance": float(jnp.mean(accepted))}
+    k = pareto_khat(np.asarray(target_log_weights(action, props)))
+    warn_pareto_k(k, "IMH proposal weights")
+    meta = {
+        "sampler": {"sampler": "dm-imh"},
+        "acceptance": float(jnp.mean(accepted)),
+        "pareto_k": k,
+    }
     return SampleResult(np.asarray(chain)[None], meta, action)
 
 
@@ -238,7 +241,9 @@ def sample_osq_paths(
     if osq.has_log_z:  # Brownian / OU reference from a Gaussian π: q_T^ref known
         log_w = np.asarray(osq.log_weights(paths, steps), np.float64)
         meta["ess"] = kish_ess(log_w)
-        meta["log_z"], meta["log_z_error"] = log_z_estimate(jnp.asarray(log_w))
+        meta["pareto_k"] = pareto_khat(log_w)
+        warn_pareto_k(meta["pareto_k"], "optimal-SQ path weights")
+        meta["log_z"], meta["log_z_error"] = log_z_estimate(log_w)
     else:
         meta["weights"] = "none: the SQ reference marginal from a Gaussian prior is unknown"
     x = np.asarray(paths.phi)[None]
@@ -324,7 +329,7 @@ def sample_model(
         action: the target action for a model of a custom action (no recorded theory).
         options: the method's keyword arguments (`steps`, `t_mh`, `c`, `chains`, …).
     """
-    n = _positive_int(n, "n")
+    n, seed = integer(n, "n"), integer(seed, "seed", 0)
     ck = ModelDir(model_dir).load()
     spec = ck.spec
     is_osq = spec.objective.name == "osq"
@@ -359,6 +364,7 @@ def sample_model(
         "theory": action.name,
         "params": action.params,
         "seed": seed,
+        "health": chain_health(res.samples, independent=True).to_json(),
         **res.metadata,
         "sampler": {**res.metadata["sampler"], "model_dir": str(model_dir)},
     }

@@ -21,7 +21,7 @@ from diffrax import AbstractTerm
 from equinox.internal import ω
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ._checks import check_finite, check_time, is_concrete
+from ._checks import check_finite, check_time, integer, is_concrete
 from .dynamics import AbstractDynamics, ProbabilityFlow
 from .groups import AbstractGroup, Euclidean
 
@@ -154,6 +154,7 @@ def solve(
     max_steps: int = 16384,
     probe_key: PRNGKeyArray | None = None,
     brownian: diffrax.AbstractBrownianPath | None = None,
+    check_finite: bool = True,
 ) -> diffrax.Solution:
     r"""Integrate `dynamics` from physical time `t0` to `t1` starting at `y0`.
 
@@ -168,12 +169,15 @@ def solve(
     `ts` (physical times) saves the state there; otherwise only the final state is saved.
     `brownian` drives an SDE by a given diffrax path instead of one made from `key` (e.g. the
     increments drawn up front that optimal SQ differentiates through with checkpointing).
+    With `check_finite` (default) a non-finite saved state is an error, never a silent nan:
+    a `ValueError` naming the interval and step when the result is concrete, an
+    `eqx.error_if` runtime error under `jit`/`vmap`.
     Reverse-time dynamics take `t0 > t1` and the returned `sol.ts` are physical times.
     For `ProbabilityFlow`, `y0` is the field and `sol.ys` is the pair `(φ, Δ)` with
     `log p_{t1}(φ_{t1}) = log p_{t0}(φ_{t0}) − Δ`. Works under `jax.vmap` and `jax.jit`.
     """
     given_noise = key if brownian is None else brownian
-    y0, adaptive = _check_arguments(dynamics, y0, given_noise, n_steps, adaptive)
+    y0, adaptive, n_steps = _check_arguments(dynamics, y0, given_noise, n_steps, adaptive)
     s0, s1 = _time_interval(dynamics, t0, t1)
     real = jnp.real(jnp.zeros((), y0.dtype)).dtype
     if brownian is None:
@@ -202,22 +206,41 @@ def solve(
     sol = _diffeqsolve(
         terms, solver, s0, s1, dt0, state0, args, saveat, controller, adjoint, max_steps
     )
-    sol = eqx.tree_at(lambda s: s.ys, sol, dynamics.canonical(sol.ys))
+    ys = dynamics.canonical(sol.ys)
+    if check_finite:
+        ys = _finite_or_error(ys, dynamics, t0, t1, n_steps)
+    sol = eqx.tree_at(lambda s: s.ys, sol, ys)
     if dynamics.time_reversed and sol.ts is not None:
         sol = eqx.tree_at(lambda s: s.ts, sol, dynamics.physical_time(sol.ts))
     return sol
+
+
+def _finite_or_error(ys, dynamics, t0, t1, n_steps):
+    """`ys` unchanged if every entry is finite; else a clear error (see `solve`)."""
+    steps = f"{n_steps} fixed steps" if n_steps else "adaptive steps"
+    what = f"{type(dynamics).__name__} from t0={t0} to t1={t1} ({steps})"
+    advice = (
+        "the step is too large for this drift, or the dynamics diverges: use more steps "
+        "(smaller dt) or check the action and the start state"
+    )
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(y)) for y in jax.tree.leaves(ys)]))
+    if is_concrete(finite):
+        if not bool(finite):
+            raise ValueError(f"non-finite state (nan/inf) after solving {what}: {advice}.")
+        return ys
+    return eqx.error_if(ys, ~finite, f"non-finite state (nan/inf) in a solve: {advice}.")
 
 
 def _check_arguments(dynamics, y0, key, n_steps, adaptive):
     """Validate `solve`'s arguments; returns the inexact `y0` and whether to adapt steps."""
     if not isinstance(dynamics, AbstractDynamics):
         raise TypeError(f"`dynamics` must be a sqdiff dynamics, got {type(dynamics).__name__}.")
-    dynamics.group.check_state(y0, "y0")
+    dynamics.check_state(y0, "y0")
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.inexact):
         y0 = y0.astype(float)
-    if n_steps is not None and (not isinstance(n_steps, int) or n_steps < 1):
-        raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
+    if n_steps is not None:
+        n_steps = integer(n_steps, "n_steps")
     if adaptive is None:
         adaptive = n_steps is None
     if not adaptive and n_steps is None:
@@ -226,7 +249,7 @@ def _check_arguments(dynamics, y0, key, n_steps, adaptive):
         raise ValueError("Give either `n_steps` (fixed steps) or `adaptive=True`, not both.")
     if dynamics.is_sde and key is None:
         raise ValueError(f"{type(dynamics).__name__} is stochastic: pass a PRNG `key`.")
-    return y0, adaptive
+    return y0, adaptive, n_steps
 
 
 def _noise_and_solver(dynamics, y0, s0, s1, key, adaptive, solver, adjoint, args, real):

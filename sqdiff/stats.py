@@ -8,6 +8,7 @@ Statistics*, Vol. 1, §3.14). Errors by the delete-one-block jackknife (Efron & 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from math import comb
 from typing import NamedTuple
@@ -25,6 +26,8 @@ __all__ = [
     "gamma_method",
     "jackknife",
     "kish_ess",
+    "pareto_khat",
+    "PARETO_K_MAX",
     "log_z_estimate",
     "reweighted",
 ]
@@ -85,6 +88,8 @@ class GammaResult(NamedTuple):
     tau_int_error: float
     window: int
     ess: float
+    #: Pareto k̂ of the importance weights (reweighted estimates only; nan otherwise)
+    pareto_k: float = math.nan
 
 
 def _gradient(f, abar, h):
@@ -203,6 +208,64 @@ def kish_ess(log_weights: ArrayLike) -> float:
     return float(w.sum() ** 2 / np.sum(w**2))
 
 
+#: above this k̂ importance-sampling estimates are unreliable (Vehtari et al., Sec. 3)
+PARETO_K_MAX = 0.7
+
+
+def _gpd_shape(x: np.ndarray) -> float:
+    r"""Shape `k` of a generalized Pareto distribution fitted to the sorted exceedances `x > 0`
+    by the empirical-Bayes estimate of Zhang & Stephens (Technometrics 51 (2009) 316): on a grid
+    of `m = 30 + ⌊√n⌋` values of `θ = −k/σ`, `k(θ) = mean log(1 − θx)` and the profile
+    log-likelihood `ℓ(θ) = n[log(−θ/k(θ)) − k(θ) − 1]`; `θ̂` is the posterior mean under
+    weights `∝ e^{ℓ}`, `k̂ = k(θ̂)`, then the weakly informative prior of Vehtari et al. (2024),
+    `k̂ ← (n k̂ + 10·½)/(n + 10)`."""
+    n = x.shape[0]
+    m = 30 + int(np.sqrt(n))
+    j = np.arange(1, m + 1, dtype=float)
+    theta = 1 / x[-1] + (1 - np.sqrt(m / (j - 0.5))) / (3 * x[int(n / 4 + 0.5) - 1])
+    k = np.mean(np.log1p(-theta[:, None] * x), axis=1)
+    loglik = n * (np.log(-theta / k) - k - 1)
+    post = np.exp(loglik - loglik.max())
+    post /= post.sum()
+    theta_hat = np.sum(theta * post)
+    k_hat = float(np.mean(np.log1p(-theta_hat * x)))
+    return (n * k_hat + 10 * 0.5) / (n + 10)
+
+
+def pareto_khat(log_weights: ArrayLike) -> float:
+    r"""The Pareto-k̂ diagnostic of importance weights (Vehtari, Simpson, Gelman, Yao, Gabry,
+    "Pareto smoothed importance sampling", JMLR 25 (2024) 72): the shape of a generalized
+    Pareto fit to the `M = ⌈min(S/5, 3√S)⌉` largest weights above the next one. `k̂ < 0.5`:
+    finite variance, the usual errors hold; `0.5 ≤ k̂ < 0.7`: usable; `k̂ ≥ 0.7`
+    (`PARETO_K_MAX`): the estimate and its error bar can be far off (the weight distribution
+    has too heavy a tail for the sample size). `inf` when the tail is degenerate."""
+    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    S = lw.shape[0]
+    M = int(np.ceil(min(0.2 * S, 3 * np.sqrt(S))))
+    if S < 10 or M < 5:
+        return math.inf
+    srt = np.sort(lw - lw.max())
+    cutoff = srt[-M - 1]
+    tail = np.exp(srt[-M:]) - np.exp(cutoff)
+    if not np.all(np.isfinite(tail)) or tail[-1] <= 0 or tail[0] == tail[-1]:
+        return math.inf
+    tail = np.maximum(tail, np.finfo(float).tiny)
+    return _gpd_shape(tail)
+
+
+def warn_pareto_k(k: float, what: str) -> None:
+    """A `UserWarning` when `k̂ > PARETO_K_MAX`."""
+    if not k <= PARETO_K_MAX:
+        why = (
+            f"Pareto k̂ = {k:.2f} > {PARETO_K_MAX}: the importance weights have too heavy a tail"
+            if math.isfinite(k)
+            else "Pareto k̂ cannot be estimated (fewer than 10 weights or a degenerate tail)"
+        )
+        warnings.warn(
+            f"{what}: {why}; the estimate and its error bar are not reliable.", stacklevel=3
+        )
+
+
 def log_z_estimate(log_w: ArrayLike) -> tuple[float, float]:
     """`log Z ≈ log mean(w)` from importance log-weights `log w = log π̃(x) − log q(x)`, with
     its delta-method error `std(w)/(√n mean(w))`."""
@@ -245,7 +308,9 @@ def reweighted(
     h = np.where(spread > 0, spread, np.abs(abar) + 1.0) * 1e-3
     psi = (x - abar) @ _gradient(f, abar, h)
     ess = kish_ess(lw)
+    k = pareto_khat(lw)
+    warn_pareto_k(k, "reweighted estimate")
     # with a handful of dominant weights the delta-method error collapses towards zero
     # (one weight: exactly zero); below MIN_ESS there is no error estimate
     error = float(np.sqrt(np.sum(w**2 * psi**2))) if ess >= MIN_ESS else math.inf
-    return GammaResult(value, error, 0.5, 0.0, 0, ess)
+    return GammaResult(value, error, 0.5, 0.0, 0, ess, k)

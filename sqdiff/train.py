@@ -190,9 +190,16 @@ def train(
     """
     spec = as_model_spec(spec, config)
     directory = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    directory.check_writable(resume)
     objective = spec.build_objective(action)
-    model, state, step, losses = _start(directory, spec, config, resume)
     data = _check_data(objective, spec, data)
+    with directory.lock():
+        model, state, step, losses = _start(directory, spec, config, resume)
+        return _loop(directory, spec, config, objective, data, model, state, step, losses, progress)
+
+
+def _loop(directory, spec, config, objective, data, model, state, step, losses, progress):
+    """The chunked training loop with checkpoints and the NaN guard (under the lock)."""
     static = eqx.filter(model, eqx.is_inexact_array, inverse=True)
     status = "done"
     last_saved = step

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import sqdiff as sq
@@ -85,6 +86,30 @@ def test_measure_table_for_u1(tmp_path, capsys):
         (["generate", "toy", "--n", "0"], "--n"),
         (["measure", "/nonexistent/file.npz"], "no ensemble"),
         (["frobnicate"], "invalid choice"),
+        (["generate", "toy", "--n", "2", "--seed", "9223372036854775808"], "--seed"),
+        (
+            ["generate", "phi4", "--L", "50000", "--kappa", "0.1", "--lam", "0.1", "--n", "2"],
+            "sites",
+        ),
+        (["generate", "toy", "--n", "2", "--step-size", "nan"], "--step-size: must be finite"),
+        (["train", "x.npz", "--out", "m", "--channels", "0"], "--channels: must be ≥ 1"),
+        (
+            [
+                "osq",
+                "phi4",
+                "--param",
+                "L=1e300",
+                "--param",
+                "kappa=0.1",
+                "--param",
+                "lam=0.1",
+                "--out",
+                "m",
+            ],
+            "sites",
+        ),  # fmt: skip
+        (["demo", "--sde-steps", "0"], "--sde-steps"),
+        (["sample", "m", "--n", "2", "--out", "x.npz", "--t-mh", "1.5"], "--t-mh: must be < 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
@@ -93,6 +118,29 @@ def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sqdiff: error:") and "\n" not in err and message in err, err
+
+
+def test_negative_numbers_are_values_and_internal_errors_are_one_line(tmp_path, capsys):
+    out = str(tmp_path / "neg.npz")
+    argv = ["generate", "phi4", "--L", "4", "--kappa", "-1e-3", "--lam", "0.1", "--n", "5"]
+    assert main(argv + ["--therm", "5", "--out", out, "--quiet"]) == 0
+    assert sq.load_ensemble(out).action.kappa == -1e-3
+    capsys.readouterr()
+    import sqdiff.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    real = cli.cmd_measure
+    cli.cmd_measure = broken
+    try:
+        assert main(["measure", out]) == 3
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sqdiff: internal error: KeyError") and "--debug" in err
+        with pytest.raises(KeyError):
+            main(["--debug", "measure", out])
+    finally:
+        cli.cmd_measure = real
 
 
 def test_console_entry_point_runs():
@@ -314,7 +362,7 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
 def test_sample_command_bad_input(toy_model, tmp_path, capsys):
     model = str(toy_model / "model")
     for argv, msg in [
-        (["sample", model, "--n", "8", "--method", "maala", "--t-mh", "1.5"], "t_mh"),
+        (["sample", model, "--n", "8", "--method", "maala", "--t-mh", "1.5"], "--t-mh"),
         (["sample", model, "--n", "8", "--L", "16"], "no lattice size"),
         (["sample", str(tmp_path), "--n", "8"], "not a sqdiff model"),
         (["sample", model, "--n", "8", "--beta", "2"], "no coupling β"),
@@ -349,6 +397,14 @@ def test_sample_command_verifies_the_checkpoint_once(toy_model, tmp_path, monkey
         argv = ["sample", str(toy_model / "model"), "--n", "8", "--steps", "5", "--method", method]
         assert main(argv + ["--out", str(tmp_path / f"{method}.npz"), "--quiet"]) == 0
         assert len(loads) == 1, loads
+
+
+def test_stuck_maala_is_flagged(toy_model, tmp_path, capsys):
+    out = tmp_path / "stuck.npz"
+    argv = ["sample", str(toy_model / "model"), "--n", "32", "--method", "maala", "--c", "1e6"]
+    assert main(argv + ["--chains", "4", "--steps", "10", "--out", str(out), "--quiet"]) == 1
+    assert "unhealthy" in capsys.readouterr().err
+    assert main(["measure", str(out)]) == 2
 
 
 def test_demo_runs_end_to_end_small(tmp_path, capsys):
@@ -404,6 +460,10 @@ def test_osq_command_trains_and_sample_writes_a_weighted_ensemble(osq_model, cap
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert 1 < res["ess"]["value"] <= 300 and res["<phi^2>"]["error"] > 0
+    assert np.isfinite(res["pareto_k"]["value"])
+    # score matching on weighted paths would learn the proposal: refused
+    assert main(["train", str(out), "--out", str(osq_model / "dm"), "--quiet"]) == 2
+    assert "importance-weighted" in capsys.readouterr().err
     imh = osq_model / "imh.npz"
     argv = ["sample", str(osq_model / "m"), "--n", "300", "--method", "imh", "--out", str(imh)]
     assert main(argv + ["--quiet"]) == 0

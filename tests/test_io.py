@@ -66,3 +66,59 @@ def test_bad_files_give_clear_errors(tmp_path):
         sq.load_ensemble(str(tmp_path / "junk.npz"))
     with pytest.raises(FileNotFoundError):
         sq.load_ensemble(str(tmp_path / "missing.npz"))
+
+
+def _toy(tmp_path):
+    import numpy as np
+
+    meta = {"theory": "quartic", "params": {"mu2": 1.0, "g": 0.4}, "sampler": {}, "seed": 0,
+            "acceptance": 1.0}  # fmt: skip
+    return np.zeros((1, 4)), meta
+
+
+def test_outputs_never_replace_other_files(tmp_path):
+    samples, meta = _toy(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes")
+    with pytest.raises(ValueError, match="not a sqdiff ensemble"):
+        sq.save_ensemble(str(text), samples, meta)
+    assert text.read_text() == "my notes"
+    sq.save_ensemble(str(text), samples, meta, force=True)  # asked for
+    ens = tmp_path / "ens.npz"
+    sq.save_ensemble(str(ens), samples, meta)
+    sq.save_ensemble(str(ens), samples, meta)  # an ensemble may replace an ensemble
+    link = tmp_path / "link.npz"
+    link.symlink_to(ens)
+    with pytest.raises(ValueError, match="symbolic link"):
+        sq.save_ensemble(str(link), samples, meta)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for force in (False, True):
+        with pytest.raises(ValueError, match="not a regular file"):
+            sq.save_ensemble(str(fifo), samples, meta, force=force)
+    with pytest.raises(ValueError, match="not a regular file"):
+        sq.save_ensemble(str(tmp_path), samples, meta, force=True)
+
+
+def test_files_respect_the_umask(tmp_path):
+    samples, meta = _toy(tmp_path)
+    old = os.umask(0o022)
+    try:
+        sq.save_ensemble(str(tmp_path / "e.npz"), samples, meta)
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "e.npz").st_mode & 0o777) == 0o644
+
+
+def test_cli_refuses_a_model_file_as_output_before_sampling(tmp_path, capsys):
+    from sqdiff.cli import main
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text('{"a": 1}')
+    argv = ["generate", "toy", "--n", "10", "--out", str(model / "config.json"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not a sqdiff ensemble" in err and (model / "config.json").read_text() == '{"a": 1}'
+    assert main(["generate", "toy", "--n", "10", "--out", "/dev/null", "--quiet"]) == 2
+    assert "not a regular file" in capsys.readouterr().err

@@ -3,9 +3,11 @@ solver (the fixed-step paths are tested in test_dynamics)."""
 
 import math
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import pytest
 from scipy import special
 
 import sqdiff as sq
@@ -78,3 +80,38 @@ def test_geometric_heun_error_is_wrapped_on_u1():
     solver = sq.GeometricHeun(sq.U1())
     assert abs(float(sq.U1().difference(jnp.asarray(3.1), jnp.asarray(-3.1)))) < 0.1
     assert solver.group.is_flat and not sq.SU(2).is_flat
+
+
+def test_divergence_is_an_error_not_a_nan():
+    action = sq.Phi4(8, 0.2, 0.1)
+    with pytest.raises(ValueError, match=r"non-finite state .* t1=10.0 \(10 fixed steps\)"):
+        sq.solve(sq.Langevin(action), jnp.ones((8, 8)), 0.0, 10.0, key=jr.key(0), n_steps=10)
+    run = jax.jit(lambda y: sq.solve(sq.Langevin(action), y, 0.0, 10.0, key=jr.key(0), n_steps=10))
+    with pytest.raises(RuntimeError, match="non-finite state"):
+        jax.block_until_ready(run(jnp.ones((8, 8))))
+    ok = sq.solve(sq.Langevin(action), jnp.ones((8, 8)), 0.0, 1.0, key=jr.key(0), n_steps=100)
+    assert np.all(np.isfinite(np.asarray(ok.ys)))
+
+
+def test_states_of_the_wrong_shape_or_off_the_group_are_refused():
+    with pytest.raises(ValueError, match=r"configurations have shape \(8, 8\)"):
+        sq.solve(
+            sq.Langevin(sq.Phi4(8, 0.2, 0.1)), jnp.zeros(64), 0.0, 1.0, key=jr.key(0), n_steps=2
+        )
+    # a batch of configurations is fine
+    sq.solve(
+        sq.Langevin(sq.Phi4(4, 0.2, 0.1)), jnp.zeros((3, 4, 4)), 0.0, 0.1, key=jr.key(0), n_steps=2
+    )
+    G = sq.SU(2)
+    su2 = sq.Langevin(lambda U: 0.0, group=G)
+    with pytest.raises(ValueError, match="must be complex"):
+        sq.solve(su2, jnp.eye(2), 0.0, 1.0, key=jr.key(0), n_steps=2)
+    with pytest.raises(ValueError, match=r"not in SU\(2\).*‖U†U − 1‖ = 3"):
+        sq.solve(su2, 2 * jnp.eye(2, dtype=complex), 0.0, 1.0, key=jr.key(0), n_steps=2)
+    action = sq.SUNWilson(2, 4, 1.0, d=2)
+    off = 2 * G.identity(action.lattice_shape)[None]
+    with pytest.raises(ValueError, match="not in SU"):
+        sq.run_chains(sq.HMC(action, 0.1, 3), jr.key(0), off, 2)
+    meta = {"theory": "sun", "params": action.params, "sampler": {}, "seed": 0, "acceptance": 1.0}
+    with pytest.raises(ValueError, match="not in SU"):
+        sq.save_ensemble("/nonexistent/never-written.npz", np.asarray(off)[None], meta)

@@ -104,3 +104,31 @@ def test_reweighted_gives_no_error_below_ten_effective_samples():
     lw[3] = 50.0  # one weight dominates: ESS ≈ 1
     r = sq.stats.reweighted(x, lw)
     assert r.ess < 1.01 and math.isinf(r.error) and abs(r.value - x[3]) < 1e-12
+
+
+# --- Pareto k̂ (Vehtari et al., PSIS) -------------------------------------------------------
+def test_pareto_khat_recovers_the_tail_index():
+    # weights w = U^(−1/α) are Pareto with tail index α: k = 1/α. The GPD shape estimate from
+    # the M = 3√S largest weights has standard error ≈ (1 + k)/√M
+    rng = np.random.default_rng(1)
+    S = 20_000
+    M = int(np.ceil(3 * np.sqrt(S)))
+    for k in (0.5, 1.0):
+        lw = np.log(rng.uniform(size=S)) * (-k)
+        khat = sq.stats.pareto_khat(lw)
+        assert abs(khat - k) < 4 * (1 + k) / np.sqrt(M), (k, khat)
+    assert sq.stats.pareto_khat(rng.normal(size=S)) < 0.5  # log-normal σ = 1: light tail
+
+
+def test_reweighted_warns_when_the_weights_are_too_heavy_tailed():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=4000)
+    with pytest.warns(UserWarning, match="Pareto k"):
+        r = sq.stats.reweighted(x, 4.0 * rng.normal(size=4000))
+    assert r.pareto_k > 0.7
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = sq.stats.reweighted(x, 0.3 * rng.normal(size=4000))
+    assert r.pareto_k < 0.5

@@ -42,7 +42,8 @@ def test_checkpoint_round_trip_and_atomic_layout(tmp_path):
     cfg = TrainConfig(steps=30, batch=16, steps_per_call=10, checkpoint_every=10)
     res = train(str(tmp_path / "m"), data, spec, cfg, progress=False)
     files = sorted(os.listdir(tmp_path / "m"))
-    assert files == ["config.json", "weights-30.eqx"]  # old weights removed, no temp files
+    # old weights removed, no temp files; .lock is the writers' lock file
+    assert files == [".lock", "config.json", "weights-30.eqx"]
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
     assert (
         meta["step"] == 30
@@ -147,6 +148,11 @@ def test_model_dir_errors(tmp_path):
     (weights,) = (tmp_path / "m").glob("weights-*.eqx")
     weights.write_bytes(b"corrupt")
     with pytest.raises(ValueError, match="checksum"):
+        load_model(d)
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["spec"]["schedule"]["params"]["sigma"] = 11.0  # an edited setting, weights intact
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="config.json' was changed after sqdiff wrote it"):
         load_model(d)
     (tmp_path / "m" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):

@@ -2,6 +2,7 @@
 the one Metropolis accept, the MD integrators and the chain runner."""
 
 from .base import AbstractSampler, Composed, ComposedInfo, Info, State, run_chains
+from .health import MIN_ACCEPTANCE, ChainHealth, chain_health
 from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
 from .integrators import OMELYAN_LAMBDA, leapfrog, omelyan
@@ -12,6 +13,9 @@ from .wolff import WolffInfo, WolffPhi4
 __all__ = [
     "AbstractDrift",
     "AbstractSampler",
+    "ChainHealth",
+    "MIN_ACCEPTANCE",
+    "chain_health",
     "Composed",
     "ComposedInfo",
     "ForceDrift",

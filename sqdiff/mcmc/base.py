@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .._batching import Progress
-from .._checks import check_finite
+from .._checks import check_finite, integer
 from ..theories import AbstractAction
 
 __all__ = ["AbstractSampler", "Composed", "ComposedInfo", "Info", "State", "run_chains"]
@@ -138,11 +138,9 @@ def run_chains(
     acceptance probability of each chain (`(n_chains,)`). Steps run in `jit`-compiled
     `lax.scan` chunks of `chunk` samples; a progress bar goes to stderr when `progress`.
     """
-    for name, v in (("n_samples", n_samples), ("thin", thin), ("chunk", chunk)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
-    if not isinstance(n_therm, int) or n_therm < 0:
-        raise ValueError(f"`n_therm` must be an integer ≥ 0, got {n_therm!r}.")
+    n_samples, thin, chunk = (integer(n_samples, "n_samples"), integer(thin, "thin"),
+                              integer(chunk, "chunk"))  # fmt: skip
+    n_therm = integer(n_therm, "n_therm", 0)
     init_positions = jnp.asarray(init_positions)
     if init_positions.ndim == 0 or init_positions.shape[0] < 1:
         raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")

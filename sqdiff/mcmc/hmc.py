@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from .._checks import integer
 from ..groups import AbstractGroup
 from ..preconditioners import AbstractKernel, as_kernel
 from ..theories import AbstractAction, as_action
@@ -71,8 +72,7 @@ class HMC(AbstractSampler):
     ):
         if not (float(step_size) > 0):
             raise ValueError(f"`step_size` must be > 0, got {step_size!r}.")
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
+        n_steps = integer(n_steps, "n_steps")
         if integrator not in INTEGRATORS:
             raise ValueError(f"`integrator` must be 'leapfrog' or 'omelyan', got {integrator!r}.")
         self.action = as_action(action, group=group)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from .._checks import integer
 from ..theories import AbstractAction
 from ..theories.phi4 import Phi4
 from .base import AbstractSampler, Info, State
@@ -35,8 +36,7 @@ class WolffPhi4(AbstractSampler):
             raise ValueError("WolffPhi4 needs a Phi4 action.")
         if action.kappa <= 0:
             raise ValueError(f"Wolff cluster flips need kappa > 0, got {action.kappa}.")
-        if not isinstance(n_flips, int) or n_flips < 1:
-            raise ValueError(f"`n_flips` must be a positive integer, got {n_flips!r}.")
+        n_flips = integer(n_flips, "n_flips")
         self.action = action
         self.n_flips = n_flips
 

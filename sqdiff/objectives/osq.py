@@ -8,6 +8,7 @@ from typing import Any
 
 import equinox as eqx
 
+from .._checks import integer
 from ..osq import OptimalSQ
 from ..theories.base import AbstractAction
 from .base import AbstractObjective
@@ -49,9 +50,7 @@ class OptimalSQObjective(AbstractObjective):
         unknown = set(settings) - set(OSQ_SETTINGS)
         if unknown:
             raise ValueError(f"unknown optimal-SQ settings {sorted(unknown)}.")
-        for n, v in (("steps", steps), ("paths", paths)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{n}` must be a positive integer, got {v!r}.")
+        steps, paths = integer(steps, "steps"), integer(paths, "paths")
         self.action, self.steps, self.paths = action, steps, paths
         self.settings = tuple(sorted(settings.items()))
         self.process(lambda t, x: x)  # validates the settings now, before any training

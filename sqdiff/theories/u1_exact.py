@@ -20,6 +20,8 @@ training data and of reference ensembles at couplings where HMC freezes (publish
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -109,7 +111,7 @@ def u1_exact_samples(
     proposed `batch` plaquette fields at a time."""
     L, _ = check_lattice(L, 2, (2,))
     beta = positive_float(beta, "beta")
-    if not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"`n` must be a positive integer, got {n!r}.")
     candidates = jax.jit(_candidates, static_argnums=(1, 2, 3))
     links = jax.jit(jax.vmap(links_from_plaquettes))
