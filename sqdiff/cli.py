@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate an ensemble with a classical sampler")
-    g.add_argument("theory", help="phi4, u1, sun or toy")
+    g.add_argument("theory", help="phi4, u1, sun, quartic, double_well, cosine (or toy --action …)")
     g.add_argument("--L", type=_COUNT, help="lattice size (phi4, u1, sun)")
     g.add_argument("--d", type=_COUNT, help="dimensions (phi4: default 2; sun: default 4)")
     g.add_argument("--kappa", type=_REAL, help="phi4 hopping parameter")
@@ -117,9 +117,16 @@ def _add_generate(sub) -> None:
     g.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun)")
     g.add_argument("--N", type=_COUNT, help="SU(N) (sun)")
     g.add_argument("--action", choices=TOYS, default="quartic", help="toy action")
-    g.add_argument("--mu2", type=_REAL, default=1.0, help="toy quartic μ²")
-    g.add_argument("--g", type=_REAL, default=0.4, help="toy quartic g")
-    g.add_argument("--k", type=_REAL, default=5.0, help="toy cosine k")
+    g.add_argument("--mu2", type=_REAL, help="quartic μ² (default 1)")
+    g.add_argument("--g", type=_REAL, help="quartic g (default 0.4)")
+    g.add_argument("--k", type=_REAL, help="cosine k (default 5)")
+    g.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other theory parameter, repeatable",
+    )
     g.add_argument("--sampler", choices=SAMPLERS, default="hmc")
     g.add_argument("--step-size", type=_POSITIVE, help="MD / MALA step size")
     g.add_argument("--n-md", type=_COUNT, help="MD steps per trajectory")
@@ -166,6 +173,7 @@ def _add_train(sub) -> None:
     t.add_argument("--quiet", action="store_true")
 
 
+# long: one argparse declaration per option of `sqdiff sample`
 def _add_sample(sub) -> None:
     from .sampling import sample_maala, sample_pc
 
@@ -305,50 +313,51 @@ def _add_measure(sub) -> None:
     )
 
 
-def _need(args, *names):
-    for n in names:
-        if getattr(args, n) is None:
-            raise CLIError(f"theory {args.theory!r} needs --{n.replace('_', '-')}")
+#: generate's theory flags; each is passed to the theory's constructor when given
+THEORY_FLAGS = ("L", "d", "kappa", "lam", "beta", "N", "mu2", "g", "k")
 
 
 def build_action(args):
-    from .theories import Cosine0D, DoubleWell0D, Phi4, Quartic0D, SUNWilson, U1Wilson2D
+    """The theory named on the command line (`THEORIES` registry; `toy --action X` is kept as
+    an alias of `X`), built from the flags it takes: a flag it does not take is an error, not
+    silently ignored."""
+    from .theories import THEORIES
 
-    t = args.theory
-    if t == "phi4":
-        _need(args, "L", "kappa", "lam")
-        return Phi4(args.L, args.kappa, args.lam, d=args.d or 2)
-    if t == "u1":
-        _need(args, "L", "beta")
-        return U1Wilson2D(args.L, args.beta)
-    if t == "sun":
-        _need(args, "L", "beta", "N")
-        return SUNWilson(args.N, args.L, args.beta, d=args.d or 4)
-    if t == "toy":
-        return {
-            "quartic": lambda: Quartic0D(args.mu2, args.g),
-            "double_well": DoubleWell0D,
-            "cosine": lambda: Cosine0D(args.k),
-        }[args.action]()
-    raise CLIError(f"unknown theory {t!r}; choose phi4, u1, sun or toy")
+    name = args.action if args.theory == "toy" else args.theory
+    names = [n for n in THEORIES.names() if n != "custom"]
+    if name not in names:
+        raise CLIError(f"unknown theory {name!r}; choose one of {names} (or toy --action …)")
+    params = {f: getattr(args, f) for f in THEORY_FLAGS if getattr(args, f) is not None}
+    params.update(_theory_params(args.param))
+    sig = inspect.signature(THEORIES[name].__init__).parameters
+    extra = [f for f in params if f not in sig]
+    if extra:
+        raise CLIError(f"theory {name!r} takes no " + ", ".join(f"--{f}" for f in extra))
+    needed = [
+        p.name
+        for p in list(sig.values())[1:]
+        if p.default is p.empty
+        and p.name not in params
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if needed:
+        raise CLIError(f"theory {name!r} needs " + ", ".join(f"--{f}" for f in needed))
+    return THEORIES[name](**params)
 
 
 def build_sampler(args, action):
+    """The sampler named by --sampler; the library checks what fits the theory (Fourier
+    acceleration needs a scalar field on a lattice, Wolff flips a φ⁴ action)."""
     from .mcmc import HMC, MALA, Composed, WolffPhi4
     from .preconditioners import FourierKernel
-    from .theories import Phi4
 
-    eps, n_md = DEFAULT_MD[args.theory]
+    eps, n_md = DEFAULT_MD.get(action.name, DEFAULT_MD["toy"])
     eps = args.step_size if args.step_size is not None else eps
     n_md = args.n_md if args.n_md is not None else n_md
     name = args.sampler
     if name == "mala":
         return MALA(action, eps)
-    if "wolff" in name and not isinstance(action, Phi4):
-        raise CLIError("Wolff cluster flips are for phi4 only")
     if name.startswith("fahmc"):
-        if not isinstance(action, Phi4):
-            raise CLIError("Fourier-accelerated HMC is for phi4 only")
         kernel = FourierKernel.free_field(action.lattice_shape, args.mass2)
         hmc = HMC(action, eps, n_md, "leapfrog", kernel=kernel)
     else:
@@ -425,16 +434,11 @@ def _report_health(health, path: str) -> int:
 
 
 def _exact_draws(args, action):
-    """`(chains, n, …)` independent exact draws (2D U(1) only: plaquette variables,
-    `theories.u1_exact`)."""
+    """`(chains, n, …)` independent exact draws (theories with an exact sampler)."""
     import jax.random as jr
     import numpy as np
 
-    from .theories import U1Wilson2D, u1_exact_samples
-
-    if not isinstance(action, U1Wilson2D):
-        raise CLIError("--sampler exact is available for u1 (2D U(1)) only")
-    x = u1_exact_samples(jr.key(args.seed), action.L, action.beta, args.n * args.chains)
+    x = action.exact_samples(jr.key(args.seed), args.n * args.chains)
     return np.asarray(x).reshape((args.chains, args.n) + action.config_shape)
 
 
@@ -505,17 +509,11 @@ def cmd_measure(args) -> int:
 def model_spec(args, action):
     """The `ModelSpec` for an ensemble's theory and the options."""
     from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
-    from .theories import Phi4, U1Wilson2D
 
     kind = args.model
     if kind == "auto":
-        if isinstance(action, Phi4) and action.d in (2, 3):
-            kind = "unet"
-        elif isinstance(action, U1Wilson2D):
-            kind = "u1"
-        elif action.lattice_shape == ():
-            kind = "mlp"
-        else:
+        kind = action.default_network()
+        if kind is None:
             raise CLIError(
                 f"no score network for theory {action.name!r} "
                 f"{action.params} yet; choose --model explicitly"
@@ -664,7 +662,7 @@ def _theory_params(items) -> dict:
             v = float(value)
         except ValueError:
             raise CLIError(f"--param {name}: {value!r} is not a number") from None
-        params[name] = int(v) if name in ("L", "d") and v.is_integer() else v
+        params[name] = int(v) if name in ("L", "d", "N") and v.is_integer() else v
     return params
 
 

@@ -161,7 +161,6 @@ def _start(directory: ModelDir, spec: ModelSpec, config: TrainConfig, resume: bo
     return ck.model, ck.state, ck.step, ck.losses
 
 
-# long: the argument docs; the loop is one chunked scan with checkpointing
 def train(
     model_dir: str | ModelDir,
     data,

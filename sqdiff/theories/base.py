@@ -71,10 +71,24 @@ class AbstractAction(eqx.Module):
 
     def random_config(self, key: PRNGKeyArray) -> Array:
         """A start configuration: Haar-random on compact groups, N(0, 1) for scalar fields."""
-        try:
-            return self.group.sample_haar(key, self.lattice_shape)
-        except ValueError:
+        if self.group.is_vector_space:
             return jr.normal(key, self.lattice_shape)
+        return self.group.sample_haar(key, self.lattice_shape)
+
+    def exact_samples(self, key: PRNGKeyArray, n: int) -> Array:
+        """`n` independent exact configurations, for theories that have an exact sampler
+        (`sqdiff generate --sampler exact`)."""
+        have = [
+            n
+            for n, c in THEORIES.entries().items()
+            if c.exact_samples is not AbstractAction.exact_samples
+        ]
+        raise ValueError(f"theory {self.name!r} has no exact sampler (these have one: {have}).")
+
+    def default_network(self) -> str | None:
+        """The registry name of the score network `sqdiff train --model auto` picks (None: no
+        network fits this theory yet)."""
+        return None
 
     def check_config(self, phi, name: str = "phi") -> None:
         self.group.check_state(phi, name)

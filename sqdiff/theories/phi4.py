@@ -35,6 +35,9 @@ class Phi4(AbstractAction):
         if self.lam == 0 and self.kappa >= 1 / (2 * d):
             raise ValueError(f"free field (lam = 0) needs kappa < 1/(2d) = {1 / (2 * d)}.")
 
+    def default_network(self):
+        return "unet" if self.d in (2, 3) else None
+
     @property
     def group(self):
         return Euclidean()

@@ -54,6 +54,15 @@ class U1Wilson2D(AbstractAction):
         self.L, _ = check_lattice(L, 2, (2,))
         self.beta = positive_float(beta, "beta")
 
+    def exact_samples(self, key, n):
+        """Independent exact configurations (`u1_exact.u1_exact_samples`)."""
+        from .u1_exact import u1_exact_samples
+
+        return u1_exact_samples(key, self.L, self.beta, n)
+
+    def default_network(self):
+        return "u1"
+
     @property
     def group(self):
         return U1()

@@ -21,6 +21,9 @@ class _ZeroDim(AbstractAction):
     def group(self):
         return Euclidean()
 
+    def default_network(self):
+        return "mlp"
+
     @property
     def lattice_shape(self):
         return ()
