@@ -1,7 +1,16 @@
 """Classical and exact samplers as `init`/`step` pairs over cached states (BlackJAX style),
 the one Metropolis accept, the MD integrators and the chain runner."""
 
-from .base import AbstractSampler, Composed, ComposedInfo, Info, State, run_chains
+from .base import (
+    AbstractInfo,
+    AbstractSampler,
+    AbstractState,
+    Composed,
+    ComposedInfo,
+    Info,
+    State,
+    run_chains,
+)
 from .health import MIN_ACCEPTANCE, ChainHealth, chain_health
 from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
@@ -12,7 +21,9 @@ from .wolff import WolffInfo, WolffPhi4
 
 __all__ = [
     "AbstractDrift",
+    "AbstractInfo",
     "AbstractSampler",
+    "AbstractState",
     "ChainHealth",
     "MIN_ACCEPTANCE",
     "chain_health",

@@ -24,18 +24,40 @@ from .._batching import Progress
 from .._checks import check_finite, integer
 from ..theories import AbstractAction
 
-__all__ = ["AbstractSampler", "Composed", "ComposedInfo", "Info", "State", "run_chains"]
+__all__ = [
+    "AbstractInfo",
+    "AbstractSampler",
+    "AbstractState",
+    "Composed",
+    "ComposedInfo",
+    "Info",
+    "State",
+    "run_chains",
+]
 
 
-class State(eqx.Module):
+class AbstractState(eqx.Module):
+    """A chain's state: the position and whatever the kernel caches there."""
+
+    position: eqx.AbstractVar[Array]
+
+
+class State(AbstractState):
     """The position alone (samplers that cache nothing, e.g. cluster updates)."""
 
     position: Array
 
 
-class Info(eqx.Module):
+class AbstractInfo(eqx.Module):
     """What one step did: the acceptance probability (1 for rejection-free moves) and
     whether the move was taken."""
+
+    accept_prob: eqx.AbstractVar[Float[Array, ""]]
+    accepted: eqx.AbstractVar[Bool[Array, ""]]
+
+
+class Info(AbstractInfo):
+    """The acceptance and nothing else."""
 
     accept_prob: Float[Array, ""]
     accepted: Bool[Array, ""]
@@ -53,11 +75,11 @@ class AbstractSampler(eqx.Module):
         check_finite(position, name)
 
     @abc.abstractmethod
-    def init(self, position: Array) -> State:
+    def init(self, position: Array) -> AbstractState:
         """The state at `position`, caches filled (traceable)."""
 
     @abc.abstractmethod
-    def step(self, key: PRNGKeyArray, state: State) -> tuple[State, Info]:
+    def step(self, key: PRNGKeyArray, state: AbstractState) -> tuple[AbstractState, AbstractInfo]:
         """One step of the kernel."""
 
     @property
@@ -66,10 +88,12 @@ class AbstractSampler(eqx.Module):
         return {"sampler": type(self).__name__}
 
 
-class ComposedInfo(Info):
+class ComposedInfo(AbstractInfo):
     """The first sampler's acceptance and each part's own info."""
 
-    parts: tuple[Info, ...]
+    accept_prob: Float[Array, ""]
+    accepted: Bool[Array, ""]
+    parts: tuple[AbstractInfo, ...]
 
 
 class Composed(AbstractSampler):
@@ -115,7 +139,7 @@ class Composed(AbstractSampler):
 
 
 @eqx.filter_jit
-def _init_chains(sampler: AbstractSampler, positions: Array) -> State:
+def _init_chains(sampler: AbstractSampler, positions: Array) -> AbstractState:
     return jax.vmap(sampler.init)(positions)
 
 

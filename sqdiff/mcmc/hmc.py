@@ -18,27 +18,32 @@ from typing import Literal
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from .._checks import integer
 from ..groups import AbstractGroup
 from ..preconditioners import AbstractKernel, as_kernel
 from ..theories import AbstractAction, as_action
-from .base import AbstractSampler, Info, State
+from .base import AbstractInfo, AbstractSampler, AbstractState
 from .integrators import leapfrog, omelyan
 from .proposal import metropolis_accept
 
 INTEGRATORS = {"leapfrog": leapfrog, "omelyan": omelyan}
 
 
-class HMCState(State):
+class HMCState(AbstractState):
     """Position with its cached action `S` and force `∇S` (algebra coordinates)."""
 
+    position: Array
     action: Float[Array, ""]
     force: Array
 
 
-class HMCInfo(Info):
+class HMCInfo(AbstractInfo):
+    """Acceptance and the energy change `ΔH` of the trajectory."""
+
+    accept_prob: Float[Array, ""]
+    accepted: Bool[Array, ""]
     energy_change: Float[Array, ""]
 
 

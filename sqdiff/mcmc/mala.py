@@ -27,7 +27,7 @@ from jaxtyping import Array, Float
 
 from ..groups import AbstractGroup
 from ..theories import AbstractAction, as_action
-from .base import AbstractSampler, Info, State
+from .base import AbstractSampler, AbstractState, Info
 from .proposal import langevin_step, metropolis_accept
 
 __all__ = ["AbstractDrift", "ForceDrift", "MAALA", "MALA", "MALAState", "ScoreDrift"]
@@ -77,9 +77,10 @@ class ScoreDrift(AbstractDrift):
         return {"sampler": "maala", "t_mh": self.t_mh, "beta_ratio": self.beta_ratio}
 
 
-class MALAState(State):
+class MALAState(AbstractState):
     """Position with its cached action `S` and drift `b`."""
 
+    position: Array
     action: Float[Array, ""]
     drift: Array
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 from .._checks import integer
 from ..theories import AbstractAction
 from ..theories.phi4 import Phi4
-from .base import AbstractSampler, Info, State
+from .base import AbstractInfo, AbstractSampler, State
 
 
-class WolffInfo(Info):
+class WolffInfo(AbstractInfo):
+    """Rejection-free flips: acceptance 1, and the mean cluster size."""
+
+    accept_prob: Float[Array, ""]
+    accepted: Bool[Array, ""]
     cluster_size: Float[Array, ""]
 
 

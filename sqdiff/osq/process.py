@@ -30,7 +30,8 @@ path measure is `P* ∝ P_ref e^{−Φ(φ_T)}` (Boué–Dupuis / Doob: `v* = g²
   cost is then `½∫g⁻²|v_θ|²` alone and the reference already carries the force, so the residual
   only has to move mass between the wells that Langevin dynamics cannot cross in time T.
 
-Paths are integrated by Euler–Maruyama (diffrax `Euler` on one custom term) on `n_steps` equal
+Paths are integrated by Euler–Maruyama (`ControlledSQ`, an augmented-state dynamics on
+`(φ, C, M)`, solved by `sq.solve` with diffrax `Euler` and a `GridBrownianPath`) on `n_steps` equal
 steps, with the running cost `C = ½∫g⁻²|u−f|²dt` and the martingale `M = ∫g⁻¹(u−f)·dW`
 accumulated in the same solve. For Euler–Maruyama `C + M` is *exactly* the log-likelihood ratio
 of the discrete controlled and reference chains, and `q_T^ref` is the exact marginal of the
