@@ -27,7 +27,7 @@ from .dynamics import (
     divergence_hutchinson,
 )
 from .effective_action import effective_action
-from .groups import SU, SUN, U1, AbstractGroup, Euclidean
+from .groups import SU, SUN, U1, UN, AbstractGroup, Euclidean, U
 from .io import Ensemble, load_ensemble, save_ensemble
 from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
 from .observables import analyze
@@ -54,6 +54,7 @@ from .theories import (
     Quartic0D,
     SUNWilson,
     U1Wilson2D,
+    UNWilson,
     as_action,
     u1_exact_samples,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "Phi4",
     "Quartic0D",
     "SUNWilson",
+    "UNWilson",
     "U1Wilson2D",
     "u1_exact_samples",
     "WolffPhi4",
@@ -121,6 +123,8 @@ __all__ = [
     "SDE",
     "SU",
     "SUN",
+    "UN",
+    "U",
     "SubVariancePreserving",
     "U1",
     "VarianceExploding",

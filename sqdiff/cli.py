@@ -16,7 +16,9 @@ import sys
 SAMPLERS = ("hmc", "omelyan", "fahmc", "mala", "hmc+wolff", "fahmc+wolff", "exact")
 TOYS = ("quartic", "double_well", "cosine")
 # default (step size, MD steps) per theory
-DEFAULT_MD = {"phi4": (0.2, 10), "u1": (0.1, 10), "sun": (0.05, 20), "toy": (0.2, 10)}
+DEFAULT_MD = {
+    "phi4": (0.2, 10), "u1": (0.1, 10), "sun": (0.05, 20), "un": (0.05, 20), "toy": (0.2, 10),
+}  # fmt: skip
 
 
 def _int_type(lo: int, hi: int | None = None, what: str = "an integer"):
@@ -160,13 +162,20 @@ def _add_train(sub) -> None:
     t.add_argument("--beta-min", type=_REAL, default=0.1, help="VP/sub-VP β_min")
     t.add_argument("--beta-max", type=_REAL, default=20.0, help="VP/sub-VP β_max")
     t.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
-    t.add_argument("--model", choices=("auto", "mlp", "unet", "u1"), default="auto")
+    t.add_argument("--model", choices=("auto", "mlp", "unet", "u1", "lcnn"), default="auto")
     t.add_argument("--width", type=_COUNT, default=64, help="MLP width")
-    t.add_argument("--depth", type=_COUNT, default=3, help="MLP / link-net depth")
-    t.add_argument("--channels", type=_COUNT, default=32, help="U-Net / link-net channels")
+    t.add_argument("--depth", type=_COUNT, default=3, help="MLP / link-net / L-CNN depth")
+    t.add_argument("--channels", type=_COUNT, default=32, help="U-Net / link-net / L-CNN channels")
     t.add_argument("--levels", type=_COUNT, default=3, help="U-Net levels")
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
+    t.add_argument(
+        "--dsm-target",
+        choices=("gaussian", "wrapped"),
+        default="gaussian",
+        help="SU(N)/U(N) links: the published Gaussian target −η/σ or the exact conditional "
+        "score of the wrapped law on the group",
+    )
     t.add_argument("--steps-per-call", type=_COUNT, default=TrainConfig.steps_per_call)
     t.add_argument("--seed", type=_SEED, default=0)
     t.add_argument("--resume", action="store_true", help="continue the model in --out")
@@ -533,16 +542,27 @@ def model_spec(args, action):
             "antisymmetric": args.antisymmetric,
         },
         "u1": {"channels": args.channels, "depth": args.depth},
+        "lcnn": {
+            "group": action.group.name,
+            "N": action.group.params.get("N", 0),
+            "d": len(action.lattice_shape) - 1,
+            "channels": args.channels,
+            "depth": args.depth,
+        },
     }[kind]
     group = GroupSpec.of(action.group)
-    if (kind == "u1") != (group.name == "u1"):
-        raise CLIError(f"--model {kind} does not fit theory {action.name!r}")
-    if group.name == "u1" and args.schedule != "ve":
-        raise CLIError("U(1) links are noised on the group: use --schedule ve")
-    objective = ObjectiveSpec(
-        "dsm" if action.group.is_vector_space else "group_dsm",
-        {"t_min": 1e-3, "importance": args.importance},
-    )
+    from .nn import NETWORKS
+
+    if group.name not in NETWORKS[kind].groups:
+        raise CLIError(f"--model {kind} does not fit theory {action.name!r} (on {action.group})")
+    if not action.group.is_vector_space and args.schedule != "ve":
+        raise CLIError(f"{action.group} fields are noised on the group: use --schedule ve")
+    settings = {"t_min": 1e-3, "importance": args.importance}
+    if args.dsm_target != "gaussian":
+        if action.group.is_flat:
+            raise CLIError(f"--dsm-target {args.dsm_target} is for SU(N)/U(N) links")
+        settings["target"] = args.dsm_target
+    objective = ObjectiveSpec("dsm" if action.group.is_vector_space else "group_dsm", settings)
     return ModelSpec(
         network=NetworkSpec(kind, kwargs),
         schedule=schedule,
@@ -569,7 +589,7 @@ def cmd_train(args) -> int:
         )
     spec = model_spec(args, ens.action)
     model = spec.build_network()
-    one = jax.ShapeDtypeStruct(spec.config_shape, np.float32)
+    one = jax.ShapeDtypeStruct(spec.config_shape, ens.action.group.state_dtype(np.float32))
     try:
         jax.eval_shape(model, 0.5, one)
     except ValueError as e:

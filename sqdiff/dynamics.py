@@ -217,6 +217,15 @@ class _ScheduleDynamics(AbstractDynamics):
                 f"for Euclidean fields; use VarianceExploding on {self.group}."
             )
 
+    def prior_sample(self, key: PRNGKeyArray, config_shape: tuple[int, ...]) -> Array:
+        """A state drawn from the prior at `t = T`: the schedule's Gaussian on Euclidean
+        fields, the group's large-noise law elsewhere (wrapped Gaussian on U(1), Haar on
+        SU(N)/U(N): `exp(iσηT) U_0` tends to Haar as σ → ∞)."""
+        if self.group.is_vector_space:
+            return self.schedule.prior_sample(key, tuple(config_shape))
+        lattice = self.group.lattice_of(tuple(config_shape), "config_shape")
+        return self.group.diffusion_prior(key, lattice, self.schedule.prior_std)
+
 
 class Forward(_ScheduleDynamics):
     r"""Forward noising `dφ = a(t) φ dt + g(t) dW` (Song et al. 2021, Eq. 5).
@@ -233,6 +242,8 @@ class Forward(_ScheduleDynamics):
         self._check_group()
 
     def drift(self, t, y, args):
+        if self.schedule.drift_free:  # the only kind allowed on a group (no `a(t)φ` there)
+            return jnp.zeros(self.noise_shape(y), jnp.real(y).dtype)
         return self.schedule.drift_coeff(t) * y
 
     def noise_scale(self, t, y, args):

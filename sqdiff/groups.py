@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .registry import Registry
 
-__all__ = ["AbstractGroup", "Euclidean", "GROUPS", "U1", "SUN", "SU", "wrap_angle"]
+__all__ = ["AbstractGroup", "Euclidean", "GROUPS", "U1", "SUN", "SU", "UN", "U", "wrap_angle"]
 
 
 class AbstractGroup(eqx.Module):
@@ -68,7 +68,12 @@ class AbstractGroup(eqx.Module):
     # --- shapes and validation -------------------------------------------------------------
     def lattice_shape(self, state: ArrayLike, name: str = "state") -> tuple[int, ...]:
         """Lattice shape of `state`, raising a clear error when it does not fit the group."""
-        shape = tuple(np.shape(state))
+        return self.lattice_of(tuple(np.shape(state)), name)
+
+    def lattice_of(self, shape: tuple[int, ...], name: str = "shape") -> tuple[int, ...]:
+        """Lattice part of a configuration shape, raising a clear error when it does not end
+        in the group's element shape."""
+        shape = tuple(shape)
         k = len(self.element_shape)
         if k and shape[len(shape) - k :] != self.element_shape:
             raise ValueError(
@@ -117,17 +122,43 @@ class AbstractGroup(eqx.Module):
         wrapped to (−π, π] on U(1)."""
         return U - V
 
-    def langevin_log_density(
-        self, to: Array, start: Array, mean: Array, step_size: Float[Array, ""]
-    ) -> Float[Array, ""]:
-        """`log q(to | start)` up to a constant for the Langevin proposal
-        `to = exp(i(mean + √(2ε) η)^a T^a) start`, `η ~ N(0, 1)` (`mean` in algebra
-        coordinates). Needed by Metropolis-adjusted Langevin."""
-        raise NotImplementedError(
-            f"the Langevin proposal density on {self} is not implemented (Metropolis-adjusted "
-            "Langevin supports Euclidean and U(1) fields)."
-        )
+    def in_log_domain(self, X: Float[Array, "..."]) -> Bool[Array, ""]:
+        """Whether the algebra coordinates `X` (one per site/link) all lie in a domain,
+        symmetric under `X → −X`, on which `exp` is injective (always true on flat groups)."""
+        return jnp.asarray(True)
 
+    def langevin_log_ratio(
+        self,
+        X: Float[Array, "..."],
+        drift: Float[Array, "..."],
+        drift_new: Float[Array, "..."],
+        step_size: Float[Array, ""],
+    ) -> Float[Array, ""]:
+        r"""`log q(x | x') − log q(x' | x)` for the Langevin move `x' = exp(iX^aT^a) x`,
+        `X = ε b(x) + √(2ε) η`, `η ~ N(0, 1)`, `b(x') = drift_new` (Metropolis-adjusted Langevin).
+
+        The proposal is restricted to `in_log_domain(X)` (−inf outside: the move is
+        rejected). There `exp` is a bijection and the reverse move is `X → −X`; the Haar
+        density of `x'` is the Gaussian of `X` over the Jacobian `J(X)` of `exp`, and
+        `J(−X) = J(X)` (it depends on `X` through `|λ_i − λ_j|` of the eigenvalues of
+        `X^aT^a`), so it cancels and
+
+            log q(x|x') − log q(x'|x) = (‖X − ε b(x)‖² − ‖X + ε b(x')‖²) / 4ε.
+        """
+        lr = (jnp.sum((X - step_size * drift) ** 2) - jnp.sum((X + step_size * drift_new) ** 2)) / (
+            4 * step_size
+        )
+        return jnp.where(self.in_log_domain(X), lr, -jnp.inf)
+
+    def diffusion_prior(
+        self, key: PRNGKeyArray, lattice_shape: tuple[int, ...], std: float, dtype=None
+    ) -> Array:
+        """A draw of the forward process's law at noise level `std` ≫ 1 from any start:
+        `N(0, std²)` on flat fields (wrapped on U(1)), Haar on compact matrix groups."""
+        x = std * jr.normal(key, tuple(lattice_shape), dtype or jnp.zeros(()).dtype)
+        return self.apply(jnp.zeros_like(x), x)
+
+    #: whether `langevin_log_ratio` is exact on this group (Metropolis-adjusted Langevin)
     has_langevin_density: ClassVar[bool] = False
 
     # --- the algebra -----------------------------------------------------------------------
@@ -227,9 +258,6 @@ class Euclidean(_OneNumber):
     def apply(self, U, A):
         return U + A
 
-    def langevin_log_density(self, to, start, mean, step_size):
-        return -jnp.sum((to - start - mean) ** 2) / (4 * step_size)
-
     def exp(self, X):
         return X
 
@@ -283,12 +311,16 @@ class U1(_OneNumber):
     def difference(self, U, V):
         return wrap_angle(U - V)
 
-    def langevin_log_density(self, to, start, mean, step_size):
-        """The wrapped Gaussian: the images `θ + 2πk`, |k| ≤ 2, summed (exact to far below
-        rounding for `ε` ≤ 1)."""
+    def langevin_log_ratio(self, X, drift, drift_new, step_size):
+        """Unrestricted moves: the density of `θ'` is the wrapped Gaussian, the images
+        `θ + 2πk`, |k| ≤ 2, summed (exact to far below rounding for `ε` ≤ 1)."""
         images = 2 * jnp.pi * jnp.arange(-2, 3)
-        d = wrap_angle(to - start - mean)[..., None] + images
-        return jnp.sum(jax.nn.logsumexp(-(d**2) / (4 * step_size), axis=-1))
+
+        def log_q(d):
+            d = wrap_angle(d)[..., None] + images
+            return jnp.sum(jax.nn.logsumexp(-(d**2) / (4 * step_size), axis=-1))
+
+        return log_q(-X - step_size * drift_new) - log_q(X - step_size * drift)
 
     def exp(self, X):
         return wrap_angle(X)
@@ -373,25 +405,32 @@ def _det(U):
     return jnp.linalg.det(U)
 
 
-class SUN(AbstractGroup):
-    """SU(N) fields stored as complex `N×N` matrices.
+class _MatrixGroup(AbstractGroup):
+    """A compact group of complex `N×N` matrices (SU(N), U(N)).
 
-    `exp` is the matrix exponential of the anti-Hermitian increment (closed form for N = 2,
+    `exp` is the matrix exponential of the anti-Hermitian increment (closed form for SU(2),
     scaling-and-squaring Taylor otherwise), followed by a cheap re-unitarisation (one
-    Newton–Schulz polar step and a determinant-phase fix) so that long chains of retractions
-    stay in the group to rounding error.
+    Newton–Schulz polar step, and for SU(N) a determinant-phase fix) so that long chains of
+    retractions stay in the group to rounding error.
     """
 
-    N: int = eqx.field(static=True)
-    name = "su"
+    N: eqx.AbstractVar[int]
+
+    has_langevin_density = True
 
     @property
     def params(self):
         return {"N": self.N}
 
     def __check_init__(self):
-        if not isinstance(self.N, int) or self.N < 2:
-            raise ValueError(f"SU(N) needs an integer N ≥ 2, got N={self.N!r}.")
+        if not isinstance(self.N, int) or self.N < self._min_N:
+            raise ValueError(
+                f"{self.name.upper()}(N) needs an integer N ≥ {self._min_N}, got N={self.N!r}."
+            )
+
+    _min_N: ClassVar[int] = 1
+    #: whether elements have unit determinant (SU(N)) or any phase (U(N))
+    _special: ClassVar[bool] = False
 
     @property
     def element_shape(self):
@@ -399,11 +438,7 @@ class SUN(AbstractGroup):
 
     @property
     def coord_shape(self):
-        return (self.N**2 - 1,)
-
-    @property
-    def algebra_dim(self):
-        return self.N**2 - 1
+        return (self.algebra_dim,)
 
     @property
     def is_complex(self):
@@ -413,13 +448,13 @@ class SUN(AbstractGroup):
         real = jnp.dtype(dtype or jnp.zeros(()).dtype)
         return jnp.result_type(real, jnp.complex64)
 
-    #: how far from unitary (‖U†U − 1‖_max) and from det 1 a concrete state may be
+    #: how far from unitary (‖U†U − 1‖_max) and, for SU(N), from det 1 a concrete state may be
     MEMBERSHIP_TOL: ClassVar[float] = 1e-3
 
     def check_state(self, state: ArrayLike, name: str = "state") -> None:
-        """Shape, finiteness, a complex dtype and membership: `U†U = 1` and `det U = 1` to
-        `MEMBERSHIP_TOL` (concrete arrays only; a real or non-unitary array is not an SU(N)
-        state and would give wrong physics silently)."""
+        """Shape, finiteness, a complex dtype and membership: `U†U = 1` (and `det U = 1` for
+        SU(N)) to `MEMBERSHIP_TOL` (concrete arrays only; a real or non-unitary array is not a
+        state of the group and would give wrong physics silently)."""
         super().check_state(state, name)
         if isinstance(state, jax.core.Tracer):
             return
@@ -433,16 +468,22 @@ class SUN(AbstractGroup):
             return
         M = U.reshape((-1, self.N, self.N)).astype(np.complex128)
         unitarity = np.max(np.abs(np.conj(np.swapaxes(M, -1, -2)) @ M - np.eye(self.N)))
-        det = np.max(np.abs(np.linalg.det(M) - 1))
+        det = np.max(np.abs(np.linalg.det(M) - 1)) if self._special else 0.0
         if not (unitarity <= self.MEMBERSHIP_TOL and det <= self.MEMBERSHIP_TOL):
+            what = "max ‖U†U − 1‖ = " + f"{unitarity:.3g}"
+            if self._special:
+                what += f", max |det U − 1| = {det:.3g}"
             raise ValueError(
-                f"`{name}` is not in {self}: max ‖U†U − 1‖ = {unitarity:.3g}, max |det U − 1| = "
-                f"{det:.3g} (tolerance {self.MEMBERSHIP_TOL}); project it with `{self}.project`."
+                f"`{name}` is not in {self}: {what} (tolerance {self.MEMBERSHIP_TOL}); "
+                f"project it with `{self}.project`."
             )
 
     def basis(self, dtype=None) -> Array:
-        """The generators `T^a`, shape `(N²−1, N, N)`."""
-        return jnp.asarray(_sun_generators(self.N), self.state_dtype(dtype))
+        """The generators `T^a`, shape `(algebra_dim, N, N)`, `tr(T^a T^b) = δ^{ab}/2`."""
+        return jnp.asarray(self._generators(), self.state_dtype(dtype))
+
+    @abc.abstractmethod
+    def _generators(self) -> np.ndarray: ...
 
     def algebra(self, X):
         T = self.basis(jnp.real(X).dtype)
@@ -452,6 +493,123 @@ class SUN(AbstractGroup):
         # X^a = 2 tr(T^a H) with H = -i A.
         T = self.basis(jnp.real(A).dtype)
         return 2 * jnp.real(jnp.einsum("aji,...ij->...a", T, -1j * A))
+
+    def _expm(self, A):
+        return _expm_taylor(A)
+
+    def _fix_det(self, U):
+        if not self._special:
+            return U
+        phase = jnp.angle(_det(U))
+        return U * jnp.exp(-1j * phase / self.N)[..., None, None].astype(U.dtype)
+
+    def reunitarize(self, U: Array) -> Array:
+        """Pull a nearly (special) unitary matrix back onto the group: one Newton–Schulz polar
+        step `U(3 − U†U)/2`, then (SU(N)) remove the phase of `det U`."""
+        eye = jnp.eye(self.N, dtype=U.dtype)
+        U = 0.5 * _matmul(U, 3 * eye - _matmul(_dagger(U), U))
+        return self._fix_det(U)
+
+    def apply(self, U, A):
+        return self.reunitarize(_matmul(self._expm(A), U))
+
+    def first_order_retract(self, U, X):
+        return U + _matmul(self.algebra(X), U)
+
+    def exp(self, X):
+        return self.reunitarize(self._expm(self.algebra(X)))
+
+    def _eigenphases(self, U):
+        """Eigenvectors `V` and eigenphases `θ ∈ (−π, π]` of unitary matrices.
+
+        The eigenvectors of a unitary `U` are those of the Hermitian `(U+U†)/2 + c(U−U†)/2i`
+        (eigenvalues `cos θ + c sin θ`) for any real `c`; two distinct phases can give nearly
+        equal eigenvalues for one `c` (mixing their eigenvectors), so two values of `c` are
+        tried and each matrix keeps the one whose `V†UV` is the most diagonal.
+        """
+        Ud = _dagger(U)
+        best = None
+        for c in (0.6180339887498949, -1.6180339887498949):
+            _, V = jnp.linalg.eigh(0.5 * (U + Ud) + c * (U - Ud) / 2j)
+            D = jnp.einsum("...ji,...jk,...kl->...il", jnp.conj(V), U, V)
+            theta = jnp.angle(jnp.diagonal(D, axis1=-2, axis2=-1))
+            mask = 1 - jnp.eye(self.N, dtype=jnp.real(D).dtype)
+            off = jnp.sum(mask * jnp.abs(D) ** 2, axis=(-2, -1))
+            if best is None:
+                best = (V, theta, off)
+            else:
+                keep = best[2] <= off
+                best = (
+                    jnp.where(keep[..., None, None], best[0], V),
+                    jnp.where(keep[..., None], best[1], theta),
+                    jnp.minimum(best[2], off),
+                )
+        return best[0], best[1]
+
+    def _log_phases(self, theta):
+        return theta
+
+    def principal_eigen(self, U: Array) -> tuple[Array, Float[Array, "... N"]]:
+        """Eigenvectors `V` (columns) and eigenvalues `λ` of the principal logarithm:
+        `U = V diag(e^{iλ}) V†`, `λ ∈ (−π, π]` (for SU(N) shifted by 2π where needed so that
+        `Σ λ = 0`)."""
+        V, theta = self._eigenphases(U)
+        return V, self._log_phases(theta)
+
+    def log(self, U):
+        V, theta = self.principal_eigen(U)
+        H = jnp.einsum("...ij,...j,...kj->...ik", V, theta.astype(V.dtype), jnp.conj(V))
+        return self.coordinates(1j * H)
+
+    def identity(self, lattice_shape, dtype=None):
+        eye = jnp.eye(self.N, dtype=self.state_dtype(dtype))
+        return jnp.broadcast_to(eye, tuple(lattice_shape) + (self.N, self.N))
+
+    def project(self, U):
+        """Nearest group element in Frobenius norm: polar factor `W V†` of the SVD (det
+        fixed for SU(N))."""
+        W, _, Vh = jnp.linalg.svd(U)
+        return self._fix_det(W @ Vh)
+
+    def sample_haar(self, key, lattice_shape, dtype=None):
+        """Haar-random elements: QR of a complex Ginibre matrix with Mezzadri's phase fix
+        (Notices AMS 54 (2007) 592), det fixed for SU(N)."""
+        dtype = self.state_dtype(dtype)
+        real = jnp.real(jnp.zeros((), dtype)).dtype
+        shape = tuple(lattice_shape) + (self.N, self.N)
+        kr, ki = jr.split(key)
+        Z = (jr.normal(kr, shape, real) + 1j * jr.normal(ki, shape, real)).astype(dtype)
+        Q, R = jnp.linalg.qr(Z)
+        d = jnp.diagonal(R, axis1=-2, axis2=-1)
+        Q = Q * (d / jnp.abs(d))[..., None, :]
+        return self._fix_det(Q)
+
+    def diffusion_prior(self, key, lattice_shape, std, dtype=None):
+        """Haar: the law of `exp(iσηT)U_0` tends to it as σ → ∞ for every `U_0`."""
+        return self.sample_haar(key, lattice_shape, dtype)
+
+    def in_log_domain(self, X):
+        """`‖X^a T^a‖_F² = Σ_a (X^a)²/2 < π²` per element: a ball inside the domain where
+        `exp` is injective (all eigenvalues of `X^aT^a` in (−π, π)), symmetric under `X → −X`.
+        Metropolis-adjusted Langevin rejects proposals outside it (docs: "MAALA on SU(N)")."""
+        return jnp.all(jnp.sum(X**2, axis=-1) < 2 * jnp.pi**2)
+
+
+class SUN(_MatrixGroup):
+    """SU(N) fields stored as complex `N×N` matrices (`N² − 1` generators, generalised
+    Gell-Mann matrices over 2)."""
+
+    N: int = eqx.field(static=True)
+    name = "su"
+    _min_N = 2
+    _special = True
+
+    @property
+    def algebra_dim(self):
+        return self.N**2 - 1
+
+    def _generators(self):
+        return _sun_generators(self.N)
 
     def _expm(self, A):
         if self.N == 2:
@@ -470,80 +628,65 @@ class SUN(AbstractGroup):
         SU(2): normalise the quaternion `U = a0 + i a·σ` (exact projection of that part).
         N ≥ 3: one Newton–Schulz polar step `U(3 − U†U)/2`, then remove the phase of `det U`.
         """
-        if self.N == 2:
-            a = U[..., 0, 0]
-            b = U[..., 0, 1]
-            # SU(2) elements are [[α, β], [−β*, α*]]: average the two copies, then normalise.
-            alpha = 0.5 * (a + jnp.conj(U[..., 1, 1]))
-            beta = 0.5 * (b - jnp.conj(U[..., 1, 0]))
-            norm = jnp.sqrt(jnp.abs(alpha) ** 2 + jnp.abs(beta) ** 2)
-            alpha, beta = alpha / norm, beta / norm
-            return jnp.stack(
-                [jnp.stack([alpha, beta], -1), jnp.stack([-jnp.conj(beta), jnp.conj(alpha)], -1)],
-                -2,
-            )
-        eye = jnp.eye(self.N, dtype=U.dtype)
-        U = 0.5 * _matmul(U, 3 * eye - _matmul(_dagger(U), U))
-        phase = jnp.angle(_det(U))
-        return U * jnp.exp(-1j * phase / self.N)[..., None, None].astype(U.dtype)
+        if self.N != 2:
+            return super().reunitarize(U)
+        a = U[..., 0, 0]
+        b = U[..., 0, 1]
+        # SU(2) elements are [[α, β], [−β*, α*]]: average the two copies, then normalise.
+        alpha = 0.5 * (a + jnp.conj(U[..., 1, 1]))
+        beta = 0.5 * (b - jnp.conj(U[..., 1, 0]))
+        norm = jnp.sqrt(jnp.abs(alpha) ** 2 + jnp.abs(beta) ** 2)
+        alpha, beta = alpha / norm, beta / norm
+        return jnp.stack(
+            [jnp.stack([alpha, beta], -1), jnp.stack([-jnp.conj(beta), jnp.conj(alpha)], -1)],
+            -2,
+        )
 
-    def apply(self, U, A):
-        return self.reunitarize(_matmul(self._expm(A), U))
-
-    def first_order_retract(self, U, X):
-        return U + _matmul(self.algebra(X), U)
-
-    def exp(self, X):
-        return self.reunitarize(self._expm(self.algebra(X)))
-
-    def log(self, U):
-        # Eigenvectors of a unitary U are those of the Hermitian matrix
-        # (U+U†)/2 + c (U−U†)/(2i) for generic c; the eigenphases follow from V†UV.
-        c = 0.6180339887498949
-        Ud = _dagger(U)
-        herm = 0.5 * (U + Ud) + c * (U - Ud) / 2j
-        _, V = jnp.linalg.eigh(herm)
-        theta = jnp.angle(jnp.einsum("...ji,...jk,...ki->...i", jnp.conj(V), U, V))
+    def _log_phases(self, theta):
         # Eigenphases of SU(N) sum to 2πm; move m of them by 2π to make the log traceless.
         m = jnp.round(jnp.sum(theta, -1) / (2 * jnp.pi))
         rank = jnp.argsort(jnp.argsort(theta, -1), -1)
         n = self.N
         theta = theta - 2 * jnp.pi * jnp.where(m[..., None] > 0, rank >= n - m[..., None], 0)
-        theta = theta + 2 * jnp.pi * jnp.where(m[..., None] < 0, rank < -m[..., None], 0)
-        H = jnp.einsum("...ij,...j,...kj->...ik", V, theta.astype(V.dtype), jnp.conj(V))
-        return self.coordinates(1j * H)
-
-    def identity(self, lattice_shape, dtype=None):
-        eye = jnp.eye(self.N, dtype=self.state_dtype(dtype))
-        return jnp.broadcast_to(eye, tuple(lattice_shape) + (self.N, self.N))
-
-    def project(self, U):
-        """Nearest SU(N) element in Frobenius norm: polar factor `W V†` of the SVD, det fixed."""
-        W, _, Vh = jnp.linalg.svd(U)
-        P = W @ Vh
-        phase = jnp.angle(_det(P))
-        return P * jnp.exp(-1j * phase / self.N)[..., None, None].astype(P.dtype)
-
-    def sample_haar(self, key, lattice_shape, dtype=None):
-        """Haar-random SU(N): QR of a complex Ginibre matrix with Mezzadri's phase fix."""
-        dtype = self.state_dtype(dtype)
-        real = jnp.real(jnp.zeros((), dtype)).dtype
-        shape = tuple(lattice_shape) + (self.N, self.N)
-        kr, ki = jr.split(key)
-        Z = (jr.normal(kr, shape, real) + 1j * jr.normal(ki, shape, real)).astype(dtype)
-        Q, R = jnp.linalg.qr(Z)
-        d = jnp.diagonal(R, axis1=-2, axis2=-1)
-        Q = Q * (d / jnp.abs(d))[..., None, :]
-        phase = jnp.angle(_det(Q))
-        return Q * jnp.exp(-1j * phase / self.N)[..., None, None].astype(dtype)
+        return theta + 2 * jnp.pi * jnp.where(m[..., None] < 0, rank < -m[..., None], 0)
 
     def __repr__(self):
         return f"SU({self.N})"
 
 
+@functools.cache
+def _un_generators(n: int) -> np.ndarray:
+    """SU(N)'s generators and `T^0 = 1/√(2N)`: `tr(T^a T^b) = δ^{ab}/2` for all N² of them."""
+    t0 = np.eye(n, dtype=complex)[None] / np.sqrt(2 * n)
+    return t0 if n == 1 else np.concatenate([t0, _sun_generators(n)])
+
+
+class UN(_MatrixGroup):
+    """U(N) fields stored as complex `N×N` matrices: `N²` generators, `T^0 = 1/√(2N)` (the
+    U(1) part) first, then SU(N)'s."""
+
+    N: int = eqx.field(static=True)
+    name = "un"
+
+    @property
+    def algebra_dim(self):
+        return self.N**2
+
+    def _generators(self):
+        return _un_generators(self.N)
+
+    def __repr__(self):
+        return f"U({self.N})"
+
+
 def SU(N: int) -> SUN:
     """`SU(N)` group object, e.g. `SU(2)`, `SU(3)`."""
     return SUN(N)
+
+
+def U(N: int) -> UN:
+    """`U(N)` group object, e.g. `U(2)`."""
+    return UN(N)
 
 
 #: every group class with a `name`

@@ -36,12 +36,6 @@ from .solvers import solve
 __all__ = ["annealed_langevin", "predictor_corrector"]
 
 
-def _on_group(group, x):
-    """A flat draw `x` as a group state: `apply(0, x)` (identity on Euclidean fields, wrapping
-    on U(1) angles)."""
-    return group.apply(jnp.zeros_like(x), x)
-
-
 def predictor_corrector(
     key: PRNGKeyArray,
     schedule: AbstractSchedule,
@@ -59,8 +53,6 @@ def predictor_corrector(
     noise ratio `snr`. `vmap` over keys for many samples. The last level is `t_min` (default
     `10⁻³ T`, as in Song et al.): the corrector needs a finite score there."""
     group = group or Euclidean()
-    if not group.is_flat:
-        raise ValueError(f"predictor–corrector supports Euclidean and U(1) fields, got {group}.")
     n_steps = integer(n_steps, "n_steps")
     corrector_steps = integer(corrector_steps, "corrector_steps", 0)
     if not snr > 0:
@@ -71,12 +63,13 @@ def predictor_corrector(
     rev = Reverse(schedule, score, group=group)
     ts = jnp.linspace(schedule.T, t_min, n_steps + 1)
     k_prior, k_run = jr.split(key)
-    x = _on_group(group, schedule.prior_sample(k_prior, shape))
+    x = rev.prior_sample(k_prior, shape)
+    lattice = group.lattice_shape(x)
 
     def corrector(x, args):
         k, t = args
         s = score(t, x)
-        z = jr.normal(k, x.shape, x.dtype)
+        z = group.sample_algebra(k, lattice, jnp.real(x).dtype)
         s_norm = jnp.maximum(jnp.linalg.norm(s), jnp.linalg.norm(z) / schedule.marginal_std(t))
         eps = 2 * (snr * jnp.linalg.norm(z) / s_norm) ** 2
         return langevin_step(group, x, s, eps, z), None
@@ -118,7 +111,7 @@ def annealed_langevin(
     if not step_size > 0:
         raise ValueError(f"`step_size` must be > 0, got {step_size}.")
     t_levels = jnp.asarray(t_levels, float)
-    x = _on_group(group, jnp.asarray(x))
+    x = group.canonical(jnp.asarray(x))
     sig_last = schedule.marginal_std(t_levels[-1])
 
     def level(x, args):

@@ -103,7 +103,7 @@ def _reverse_to(model, action, t_end, steps):
 
     def one(k):
         k0, k1 = jr.split(k)
-        return solve(rev, sch.prior_sample(k0, shape), sch.T, t_end, key=k1, n_steps=steps).ys[-1]
+        return solve(rev, rev.prior_sample(k0, shape), sch.T, t_end, key=k1, n_steps=steps).ys[-1]
 
     return one
 
@@ -178,7 +178,7 @@ def sample_maala(
 
         def start_fn(k):
             ka, kb = jr.split(k)
-            x = sch.prior_sample(ka, shape)
+            x = Reverse(sch, model, group=action.group).prior_sample(ka, shape)
             return annealed_langevin(
                 kb, sch, model, x, levels, steps_per_level=5, step_size=eps, group=action.group
             )
@@ -280,11 +280,13 @@ OSQ_METHODS: dict[str, Callable[..., SampleResult]] = {
 METHODS = tuple(DM_METHODS)
 
 
-def _check_runs_on(network, shape) -> None:
-    """A clear error if `network(t, φ)` cannot take a field of `shape` (e.g. an L the U-Net's
-    down-sampling cannot handle)."""
+def _check_runs_on(network, action: AbstractAction) -> None:
+    """A clear error if `network(t, φ)` cannot take a configuration of `action` (e.g. an L the
+    U-Net's down-sampling cannot handle)."""
+    shape = action.config_shape
     try:
-        jax.eval_shape(network, 0.5, jax.ShapeDtypeStruct(shape, jnp.float32))
+        one = jax.ShapeDtypeStruct(shape, action.group.state_dtype(jnp.float32))
+        jax.eval_shape(network, 0.5, one)
     except ValueError as e:
         raise ValueError(f"the model cannot run on {shape}: {e}") from None
 
@@ -351,12 +353,12 @@ def sample_model(
         if beta is not None:
             raise ValueError("`beta` conditioning is for diffusion models.")
         osq = spec.build_objective(action).process(network)
-        _check_runs_on(osq.residual, osq.shape)
+        _check_runs_on(osq.residual, osq.action)
         options.setdefault("steps", dict(spec.objective.kwargs).get("steps", 100))
         res = table[method](key, osq, n, **options)
     else:
         model = network if beta_ratio == 1.0 else RescaledScore(network, beta_ratio)
-        _check_runs_on(model, action.config_shape)
+        _check_runs_on(model, action)
         if method == "maala":
             options["beta_ratio"] = beta_ratio
         res = table[method](key, model, action, n, **options)

@@ -73,8 +73,6 @@ def test_maala_bad_input():
         sq.MAALA(mixture_action, lambda t, x: x, 0.1, 0.0)
     with pytest.raises(ValueError, match="t_mh"):
         sq.MAALA(mixture_action, lambda t, x: x, 0.0, 0.1)
-    with pytest.raises(ValueError, match="Euclidean and U"):
-        sq.MAALA(sq.SUNWilson(2, 4, 1.0, d=2), lambda t, x: x, 0.1, 0.1)
     flow = sq.ProbabilityFlow(sq.VariancePreserving(), lambda t, x: -x, divergence="hutchinson")
     with pytest.raises(ValueError, match="exact"):
         sq.mcmc.flow_proposals(jr.key(0), flow, (), 4)

@@ -217,8 +217,6 @@ def test_sampler_bad_input():
         sq.HMC(action, 0.1, 0)
     with pytest.raises(ValueError, match="integrator"):
         sq.HMC(action, 0.1, 10, "rk4")
-    with pytest.raises(ValueError, match="Euclidean and U"):
-        sq.MALA(sq.SUNWilson(2, 4, 1.0, d=2), 0.1)
     with pytest.raises(ValueError, match="shape"):
         sq.run_chains(sq.HMC(action, 0.1, 3), jr.key(0), jnp.zeros((2, 5, 5)), 10)
     with pytest.raises(ValueError, match="non-finite"):

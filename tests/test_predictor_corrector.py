@@ -49,7 +49,7 @@ def test_pc_corrector_moves_the_sample():
         ({"snr": 0.0}, "snr"),
         ({"t_min": 1.0}, "t_min"),
         ({"t_min": 0.0}, "t_min"),
-        ({"group": sq.SU(2)}, "Euclidean and U"),
+        ({"group": sq.SU(2)}, r"must end in \(2, 2\)"),  # shape (4,) is not SU(2) links
     ],
 )
 def test_pc_bad_input(kwargs, msg):

@@ -1,10 +1,13 @@
 r"""Metropolis-adjusted Langevin, with the force of the action (MALA) or a learned drift
 (MAALA): one sampler.
 
-Proposal `φ' = exp(i(ε b(φ) + √(2ε) η)^a T^a) φ` (`φ + ε b + √(2ε) η` on flat fields), accepted
-with `min{1, e^{−S(φ')} q(φ|φ') / (e^{−S(φ)} q(φ'|φ))}`, `q(y|x)` the (wrapped on U(1)) Gaussian
-with mean `ε b(x)` and variance `2ε` (`group.langevin_log_density`). The chain leaves `e^{−S}`
-exactly invariant **whatever the drift `b`**; the drift only decides acceptance and mixing.
+Proposal `φ' = exp(iX^a T^a) φ`, `X = ε b(φ) + √(2ε) η` (`φ + X` on flat fields), accepted
+with `min{1, e^{−S(φ')} q(φ|φ') / (e^{−S(φ)} q(φ'|φ))}` (`group.langevin_log_ratio`): on flat
+fields `q(y|x)` is the Gaussian with mean `ε b(x)` and variance `2ε` (wrapped on U(1)); on
+SU(N)/U(N) moves are restricted to a ball where `exp` is injective, inside which the Jacobian of
+`exp` cancels between the move `X` and its reverse `−X` (derivation in the docs, "MAALA on
+SU(N) and U(N)"). The chain leaves `e^{−S}` exactly invariant **whatever the drift `b`**; the
+drift only decides acceptance and mixing.
 
 - MALA (Roberts & Tweedie, Bernoulli 2 (1996) 341): `b = −∇S` (`ForceDrift`).
 - MAALA, the exact stage of diffusion sampling (design document, "Exact diffusion sampling";
@@ -28,7 +31,7 @@ from jaxtyping import Array, Float
 from ..groups import AbstractGroup
 from ..theories import AbstractAction, as_action
 from .base import AbstractSampler, AbstractState, Info
-from .proposal import langevin_step, metropolis_accept
+from .proposal import metropolis_accept
 
 __all__ = ["AbstractDrift", "ForceDrift", "MAALA", "MALA", "MALAState", "ScoreDrift"]
 
@@ -92,7 +95,7 @@ class MALA(AbstractSampler):
         action: the target action `S(φ)`: an `AbstractAction` or a callable.
         step_size: `ε > 0`.
         drift: `None` for `−∇S`, or e.g. `ScoreDrift(score, t_mh, beta_ratio)`.
-        group: the field's group (default: the action's; Euclidean or U(1)).
+        group: the field's group (default: the action's).
     """
 
     action: AbstractAction
@@ -111,7 +114,7 @@ class MALA(AbstractSampler):
         self.action = as_action(action, group=group)
         if not self.action.group.has_langevin_density:
             raise ValueError(
-                f"Metropolis-adjusted Langevin supports Euclidean and U(1) fields, got "
+                f"Metropolis-adjusted Langevin has no exact proposal density on "
                 f"{self.action.group}."
             )
         self.step_size = float(step_size)
@@ -129,16 +132,13 @@ class MALA(AbstractSampler):
         eps = self.step_size
         k_noise, k_acc = jr.split(key)
         x = state.position
-        noise = jr.normal(k_noise, x.shape, x.dtype)
-        new = langevin_step(self.group, x, state.drift, eps, noise)
+        group = self.group
+        noise = group.sample_algebra(k_noise, group.lattice_shape(x), jnp.real(x).dtype)
+        X = eps * state.drift + jnp.sqrt(2 * eps) * noise
+        new = group.retract(x, X)
         proposed = MALAState(new, self.action(new), self.drift(new))
-        log_q = self.group.langevin_log_density
-        log_ratio = (
-            state.action
-            - proposed.action
-            + log_q(x, new, eps * proposed.drift, eps)
-            - log_q(new, x, eps * state.drift, eps)
-        )
+        log_ratio = state.action - proposed.action
+        log_ratio = log_ratio + group.langevin_log_ratio(X, state.drift, proposed.drift, eps)
         state, p, accepted = metropolis_accept(k_acc, log_ratio, proposed, state)
         return state, Info(p, accepted)
 

@@ -25,6 +25,8 @@ class AbstractScoreNetwork(eqx.Module):
     """`(t, x) -> s(t, x)`, built as `cls(schedule, **kwargs, key=key)`."""
 
     name: ClassVar[str]
+    #: the registry names of the groups whose fields this network takes
+    groups: ClassVar[tuple[str, ...]] = ("euclidean",)
     schedule: eqx.AbstractVar[AbstractSchedule | None]
 
     @abc.abstractmethod

@@ -27,6 +27,7 @@ class U1LinkNet(AbstractScoreNetwork):
     """`(t, θ) → s(t, θ)` for U(1) links of shape `(2, L, L)`."""
 
     name = "u1"
+    groups = ("u1",)
 
     embed: GaussianFourierEmbedding
     conv_in: PeriodicConv
