@@ -229,18 +229,19 @@ def test_mala_on_2d_su2_lattice_matches_the_character_expansion():
         assert abs(res.value - exact) < 4 * res.error, (name, res.value, res.error, exact)
 
 
-def _su2_model(tmp_path, steps):
-    """An L-CNN trained by group DSM on HMC configurations of 2D SU(2), L = 4, β = 2."""
+def _su2_model(tmp_path, steps, N=2, beta=2.0):
+    """An L-CNN trained by group DSM on HMC configurations of 2D SU(N), L = 4 (default SU(2),
+    β = 2)."""
     from sqdiff import HMC, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
     from sqdiff.specs import GroupSpec
     from sqdiff.train import TrainConfig, train
 
-    action = SUNWilson(2, 4, 2.0, d=2)
+    action = SUNWilson(N, 4, beta, d=2)
     init = jax.vmap(action.random_config)(jr.split(jr.key(6), 8))
     samples, _ = run_chains(HMC(action, 0.05, 20), jr.key(7), init, 128, n_therm=50, thin=2)
     data = jnp.asarray(samples.reshape((-1,) + action.config_shape))
     spec = ModelSpec(
-        network=NetworkSpec("lcnn", {"group": "su", "N": 2, "d": 2, "channels": 8, "depth": 2}),
+        network=NetworkSpec("lcnn", {"group": "su", "N": N, "d": 2, "channels": 8, "depth": 2}),
         schedule=ScheduleSpec("ve", {"sigma": 5.0}),
         objective=ObjectiveSpec("group_dsm", {"t_min": 1e-3}),
         config_shape=action.config_shape,
@@ -272,16 +273,19 @@ def test_group_dsm_trains_the_lcnn_and_every_sampler_runs_on_su2(tmp_path):
 
 
 @pytest.mark.slow
-def test_dm_maala_reproduces_2d_su2_wilson_loops(tmp_path):
-    """DM + MAALA (exact) on 2D SU(2), L = 4, β = 2: plaquette `u = I_2(β)/I_1(β)`, `W(1×2) =
-    u²`, `W(2×2) = u⁴` within 4σ (Γ-method errors over the chains)."""
+@pytest.mark.parametrize("N,beta", [(2, 2.0), (3, 4.0)], ids=["SU2", "SU3"])
+def test_dm_maala_reproduces_2d_sun_wilson_loops(tmp_path, N, beta):
+    """DM + MAALA (exact) on 2D SU(N), L = 4: plaquette `u` (Weyl integration; SU(2):
+    `I_2(β)/I_1(β)`), `W(1×2) = u²`, `W(2×2) = u⁴` within 4σ (Γ-method errors over the chains;
+    torus corrections `u^V` below 2·10⁻⁶)."""
     from sqdiff.sampling import sample_model
 
-    action, model_dir, _ = _su2_model(tmp_path, 3000)
+    action, model_dir, _ = _su2_model(tmp_path, 3000, N, beta)
     out = sample_model(model_dir, 32 * 150, "maala", chains=32, steps=200, seed=3)
     assert out.metadata["acceptance"] > 0.5
     meas = jax.vmap(jax.vmap(action.measure))(jnp.asarray(out.samples))
-    u = iv(2, 2.0) / iv(1, 2.0)
+    u = link_mean("su", N, beta)
+    assert u**16 < 2e-6
     for name, exact in (("plaquette", u), ("W1x2", u**2), ("W2x2", u**4)):
         res = gamma_method(np.asarray(meas[name])[..., None])
         assert abs(res.value - exact) < 4 * res.error, (name, res.value, res.error, exact)
