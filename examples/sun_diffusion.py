@@ -27,10 +27,15 @@ from sqdiff.train import TrainConfig, train
 
 
 def row(name, action, samples, extra=None):
-    res = sq.analyze(action, np.asarray(samples))
+    samples = np.asarray(samples)
+    res = sq.analyze(action, samples)
     out = {k: [r.value, r.error] for k, r in res.items()}
     out.update(extra or {})
-    cells = "  ".join(f"{k} {v:.4f}({e:.4f})" for k, (v, e) in list(out.items())[:4])
+    tau = res["plaquette"].tau_int
+    out["tau_int(plaquette)"] = tau
+    if "seconds" in out:  # effective samples of the plaquette per second
+        out["ess/s(plaquette)"] = samples.shape[0] * samples.shape[1] / (2 * tau) / out["seconds"]
+    cells = "  ".join(f"{k} {v[0]:.4f}({v[1]:.4f})" for k, v in out.items() if isinstance(v, list))
     print(f"{name:<28} {cells}", {k: v for k, v in out.items() if not isinstance(v, list)})
     return out
 

@@ -79,17 +79,19 @@ def _gauge_transform(U, Om):
 def test_wilson_theories(action):
     g = action.group
     U0 = g.sample_haar(jr.key(2), action.lattice_shape)
-    np.testing.assert_allclose(action.force(U0), g.grad(action, U0), atol=1e-4 * action.beta)
+    force, grad = jax.jit(action.force)(U0), jax.jit(lambda U: g.grad(action, U))(U0)
+    np.testing.assert_allclose(force, grad, atol=1e-4 * action.beta)
     Om = g.sample_haar(jr.key(3), action.lattice_shape[1:])
     U1 = _gauge_transform(U0, Om)
     assert float(action(U1)) == pytest.approx(float(action(U0)), rel=1e-5)
-    m0, m1 = action.measure(U0), action.measure(U1)
+    measure = jax.jit(action.measure)
+    m0, m1 = measure(U0), measure(U1)
     for k in m0:
         assert float(m1[k]) == pytest.approx(float(m0[k]), abs=1e-5), k
     if "Q" in m0:  # 2D U(N): an integer on the torus
         assert abs(float(m0["Q"]) - round(float(m0["Q"]))) < 1e-4
     # the identity: plaquette 1, every Wilson loop 1
-    m = action.measure(g.identity(action.lattice_shape))
+    m = measure(g.identity(action.lattice_shape))
     for k, v in m.items():
         if k not in ("Q", "Q2"):
             assert float(v) == pytest.approx(1.0, abs=1e-6), k
@@ -101,16 +103,23 @@ def test_wilson_theories(action):
 def test_lcnn_gauge_covariant_and_translation_equivariant(group, N, d):
     net = LCNN(VarianceExploding(1.5), group, N, d, channels=4, key=jr.key(0))
     g = net.group
-    sizes = (4, 6, 8) if d == 2 else (3,)
-    for L in sizes:  # one set of weights on every L
-        U0 = g.sample_haar(jr.key(L), (d,) + (L,) * d)
-        Om = g.sample_haar(jr.key(L + 1), (L,) * d)
+
+    @eqx.filter_jit
+    def check(U0, Om):
         s = net(0.3, U0)
-        assert s.shape == (d,) + (L,) * d + g.coord_shape
         A, A1 = g.algebra(s), g.algebra(net(0.3, _gauge_transform(U0, Om)))
         want = _matmul(_matmul(Om, A), _dagger(Om))
-        assert float(jnp.max(jnp.abs(A1 - want)) / jnp.max(jnp.abs(A))) < 1e-5
         shifted = net(0.3, jnp.roll(U0, 1, axis=1))
+        return s, jnp.max(jnp.abs(A1 - want)) / jnp.max(jnp.abs(A)), shifted
+
+    # one set of weights on every L (SU(2): L = 4, 6, 8)
+    sizes = ((4, 6, 8) if group == "su" and N == 2 else (4,)) if d == 2 else (3,)
+    for L in sizes:
+        U0 = g.sample_haar(jr.key(L), (d,) + (L,) * d)
+        Om = g.sample_haar(jr.key(L + 1), (L,) * d)
+        s, err, shifted = check(U0, Om)
+        assert s.shape == (d,) + (L,) * d + g.coord_shape
+        assert float(err) < 1e-5
         np.testing.assert_allclose(shifted, jnp.roll(s, 1, axis=1), atol=1e-5)
     with pytest.raises(ValueError, match="needs links of shape"):
         net(0.3, g.sample_haar(jr.key(0), (d + 1,) + (4,) * d))
@@ -229,7 +238,7 @@ def test_mala_on_2d_su2_lattice_matches_the_character_expansion():
         assert abs(res.value - exact) < 4 * res.error, (name, res.value, res.error, exact)
 
 
-def _su2_model(tmp_path, steps, N=2, beta=2.0):
+def _su2_model(tmp_path, steps, N=2, beta=2.0, n_data=128):
     """An L-CNN trained by group DSM on HMC configurations of 2D SU(N), L = 4 (default SU(2),
     β = 2)."""
     from sqdiff import HMC, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
@@ -238,7 +247,7 @@ def _su2_model(tmp_path, steps, N=2, beta=2.0):
 
     action = SUNWilson(N, 4, beta, d=2)
     init = jax.vmap(action.random_config)(jr.split(jr.key(6), 8))
-    samples, _ = run_chains(HMC(action, 0.05, 20), jr.key(7), init, 128, n_therm=50, thin=2)
+    samples, _ = run_chains(HMC(action, 0.05, 20), jr.key(7), init, n_data, n_therm=50, thin=2)
     data = jnp.asarray(samples.reshape((-1,) + action.config_shape))
     spec = ModelSpec(
         network=NetworkSpec("lcnn", {"group": "su", "N": N, "d": 2, "channels": 8, "depth": 2}),
@@ -259,7 +268,7 @@ def test_group_dsm_trains_the_lcnn_and_every_sampler_runs_on_su2(tmp_path):
     group and return SU(2) links (the physics check is the slow test below)."""
     from sqdiff.sampling import sample_model
 
-    action, model_dir, res = _su2_model(tmp_path, 200)
+    action, model_dir, res = _su2_model(tmp_path, 200, n_data=32)
     assert np.mean(res.losses[-50:]) < np.mean(res.losses[:50])
     for method, opts in (("sde", {"steps": 20}), ("pc", {"steps": 10}),
                          ("maala", {"steps": 20, "chains": 2})):  # fmt: skip
@@ -356,7 +365,8 @@ def test_wrapped_score_satisfies_steins_identity(g):
         v = np.asarray(grad_f + f * s)
         return np.max(np.abs(v.mean(0)) / (v.std(0) / np.sqrt(n)))
 
-    assert z(wrapped_normal_score(g, W, sig, image_shifts(g.N, g.name == "su", sig))) < 4
+    shifts = image_shifts(g.N, g.name == "su", sig)
+    assert z(jax.jit(lambda W: wrapped_normal_score(g, W, sig, shifts))(W)) < 4
     assert z(-g.log(W) / sig**2) > 10
 
 
