@@ -74,12 +74,19 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+def _has_default(action) -> bool:
+    """Whether an option has a default worth showing (not None, not a store_true's False, not
+    suppressed; 0 is a default)."""
+    d = action.default
+    return not (d is None or d is False or d is argparse.SUPPRESS or action.required)
+
+
 class _Help(argparse.HelpFormatter):
     """Shows each option's default (where it has one and the help does not say it)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+        shown = _has_default(action)
         if shown and "default" not in text:
             text += " (default: %(default)s)"
         return text
@@ -91,6 +98,14 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         # "-1e-3" is a negative number, not an option (argparse's own pattern misses exponents)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        # argparse prints no help line for an option without help text: give every option
+        # with a default one, so that `--help` shows every default
+        if action.option_strings and _has_default(action) and not (action.help or "").strip():
+            action.help = "(default: %(default)s)"
+        return action
 
     def error(self, message):
         raise CLIError(message)
@@ -266,7 +281,7 @@ def _add_osq(sub) -> None:
         "--loss",
         choices=("kl", "log_variance"),
         default="kl",
-        help="path KL (default) or the log-variance loss (variance of the log-weights)",
+        help="path KL or the log-variance loss (variance of the log-weights)",
     )
     o.add_argument("--prior-mean", type=_REAL, default=0.0, help="π = N(mean, std²) per site")
     o.add_argument("--prior-std", type=_REAL, default=1.0)

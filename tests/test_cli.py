@@ -558,3 +558,25 @@ def test_generate_exact_u1(tmp_path, capsys):
         == 2
     )
     assert "u1" in capsys.readouterr().err
+
+
+def test_every_help_shows_every_default():
+    """Walk every subcommand's `--help`: each option with a default shows it."""
+    import argparse
+
+    from sqdiff.cli import _parser
+
+    parser = _parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) >= {"generate", "train", "sample", "osq", "demo", "measure"}
+    for name, p in sub.choices.items():
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            if not action.option_strings or action.required:
+                continue
+            if action.default is None or action.default is False:
+                continue
+            if action.default is argparse.SUPPRESS:  # --help
+                continue
+            want = f"default: {action.default}"
+            assert want in text, (name, action.option_strings, want)
