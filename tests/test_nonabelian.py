@@ -355,7 +355,7 @@ def test_wrapped_score_satisfies_steins_identity(g):
     matters, the wrapped score passes within 4σ for every a; the naive `−log(W)/σ²` fails."""
     from sqdiff.objectives.wrapped import image_shifts, wrapped_normal_score
 
-    sig, n = 1.5, 20000
+    sig, n = 1.5, 10000
     W = g.exp(sig * jr.normal(jr.key(0), (n,) + g.coord_shape))
     T = g.basis()
     f = jnp.imag(jnp.einsum("aji,...ij->...a", T, W))

@@ -6,8 +6,9 @@ proposal is rejected, never propagated) and selects between two state pytrees. E
 of sqdiff (HMC, MALA/MAALA, IMH) accepts through it (BlackJAX `mcmc/proposal.py`).
 
 `langevin_step` is the Langevin move `x' = exp(i(ε b + √(2ε) η)^a T^a) x` in algebra
-coordinates (`x + ε b + √(2ε) η` on flat fields), shared by MALA/MAALA, the predictor–corrector
-corrector and annealed Langevin.
+coordinates (`x + ε b + √(2ε) η` on flat fields) of the predictor–corrector's corrector. MALA
+builds the same move from its increment `X` directly, because its acceptance needs `X`
+(`group.langevin_log_ratio`).
 """
 
 from __future__ import annotations
