@@ -199,10 +199,9 @@ class LCNN(AbstractScoreNetwork):
         return self.head, self.head_link
 
     def _check(self, U):
-        want = (self.d,) + (None,) * self.d + self.group.element_shape
         shape = U.shape
         if (
-            len(shape) != len(want)
+            len(shape) != 3 + self.d  # (d, L × d, N, N)
             or shape[0] != self.d
             or shape[-2:] != self.group.element_shape
             or len(set(shape[1 : 1 + self.d])) != 1
