@@ -528,23 +528,18 @@ class _MatrixGroup(AbstractGroup):
         tried and each matrix keeps the one whose `V†UV` is the most diagonal.
         """
         Ud = _dagger(U)
-        best = None
-        for c in (0.6180339887498949, -1.6180339887498949):
+        mask = 1 - jnp.eye(self.N, dtype=jnp.real(U).dtype)
+
+        def candidate(c):
             _, V = jnp.linalg.eigh(0.5 * (U + Ud) + c * (U - Ud) / 2j)
             D = jnp.einsum("...ji,...jk,...kl->...il", jnp.conj(V), U, V)
             theta = jnp.angle(jnp.diagonal(D, axis1=-2, axis2=-1))
-            mask = 1 - jnp.eye(self.N, dtype=jnp.real(D).dtype)
-            off = jnp.sum(mask * jnp.abs(D) ** 2, axis=(-2, -1))
-            if best is None:
-                best = (V, theta, off)
-            else:
-                keep = best[2] <= off
-                best = (
-                    jnp.where(keep[..., None, None], best[0], V),
-                    jnp.where(keep[..., None], best[1], theta),
-                    jnp.minimum(best[2], off),
-                )
-        return best[0], best[1]
+            return V, theta, jnp.sum(mask * jnp.abs(D) ** 2, axis=(-2, -1))
+
+        V1, theta1, off1 = candidate(0.6180339887498949)
+        V2, theta2, off2 = candidate(-1.6180339887498949)
+        keep = off1 <= off2
+        return jnp.where(keep[..., None, None], V1, V2), jnp.where(keep[..., None], theta1, theta2)
 
     def _log_phases(self, theta):
         return theta

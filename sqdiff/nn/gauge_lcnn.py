@@ -32,15 +32,11 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from ..groups import GROUPS, AbstractGroup, _dagger, _matmul
 from ..schedules import AbstractSchedule
+from ..theories.sun import _shift, plaquette_matrices
 from .base import AbstractScoreNetwork
 from .embeddings import GaussianFourierEmbedding, noise_level
 
 __all__ = ["LCNN", "LConv", "LBilin", "plaquette_features", "transport"]
-
-
-def _roll(W, d, mu, s):
-    """`W(x − s μ̂)` for features `(..., L, …, L, N, N)` with `d` lattice axes."""
-    return jnp.roll(W, s, axis=W.ndim - 2 - d + mu)
 
 
 def transport(U: Array, W: Array, mu: int, forward: bool) -> Array:
@@ -48,23 +44,15 @@ def transport(U: Array, W: Array, mu: int, forward: bool) -> Array:
     (`U_μ(x−μ)† W(x−μ) U_μ(x−μ)`). `W` may carry leading channel axes."""
     d = U.shape[0]
     if forward:
-        return _matmul(_matmul(U[mu], _roll(W, d, mu, -1)), _dagger(U[mu]))
-    Um = _roll(U[mu], d, mu, 1)
-    return _matmul(_matmul(_dagger(Um), _roll(W, d, mu, 1)), Um)
+        return _matmul(_matmul(U[mu], _shift(W, d, mu, -1)), _dagger(U[mu]))
+    Um = _shift(U[mu], d, mu, 1)
+    return _matmul(_matmul(_dagger(Um), _shift(W, d, mu, 1)), Um)
 
 
 def plaquette_features(U: Array) -> Array:
-    """`U_μν(x)` for μ < ν and their inverses: `(d(d−1), L, …, L, N, N)`."""
-    d = U.shape[0]
-    out = []
-    for mu in range(d):
-        for nu in range(mu + 1, d):
-            P = _matmul(
-                _matmul(U[mu], _roll(U[nu], d, mu, -1)),
-                _matmul(_dagger(_roll(U[mu], d, nu, -1)), _dagger(U[nu])),
-            )
-            out += [P, _dagger(P)]
-    return jnp.stack(out)
+    """`U_μν(x)` for μ < ν and their inverses, interleaved: `(d(d−1), L, …, L, N, N)`."""
+    P = plaquette_matrices(U)
+    return jnp.stack([P, _dagger(P)], axis=1).reshape((-1,) + P.shape[1:])
 
 
 def _mix(w: Array, W: Array) -> Array:

@@ -25,7 +25,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..groups import AbstractGroup
+from ..groups import AbstractGroup, _dagger, _matmul
 from ..schedules import AbstractSchedule, VarianceExploding
 from .base import AbstractObjective
 from .wrapped import image_shifts, wrapped_normal_score
@@ -94,7 +94,7 @@ def group_dsm_loss(
     if shifts is None:
         target = -eta
     else:
-        W = Ut @ jnp.conj(jnp.swapaxes(U0, -1, -2))  # U_t U_0†, per link
+        W = _matmul(Ut, _dagger(U0))  # U_t U_0†, per link
         target = jax.vmap(lambda w_, s: s * wrapped_normal_score(group, w_, s, shifts))(W, std)
     res = std.reshape((-1,) + (1,) * (eta.ndim - 1)) * pred - target
     return jnp.mean(w * jnp.mean(res.reshape(U0.shape[0], -1) ** 2, axis=1))
@@ -174,7 +174,7 @@ class GroupDSM(AbstractObjective):
         group = spec.build_group()
         shifts = None
         if target == "wrapped":
-            if group.is_flat or group.is_vector_space:
+            if group.is_flat:
                 raise ValueError(f"`target='wrapped'` is for SU(N)/U(N) links, not {group}.")
             sigma_max = float(schedule.marginal_std(schedule.T))
             ks = image_shifts(group.params["N"], group.name == "su", sigma_max)

@@ -25,7 +25,7 @@ from ..groups import SUN, UN, _dagger, _det, _matmul
 from ._lattice import check_lattice
 from .base import AbstractAction
 
-__all__ = ["SUNWilson", "UNWilson", "WILSON_LOOPS", "wilson_loop"]
+__all__ = ["SUNWilson", "UNWilson", "WILSON_LOOPS", "plaquette_matrices", "wilson_loop"]
 
 #: the rectangular Wilson loops `sqdiff measure` reports (those with R, T ≤ L/2)
 WILSON_LOOPS = ((1, 2), (2, 2), (2, 3), (3, 3))
@@ -43,6 +43,23 @@ def _line(Umu, d, mu, n):
     for k in range(1, n):
         P = _matmul(P, _shift(Umu, d, mu, -k))
     return P
+
+
+def plaquette_matrices(U):
+    """`U_μν(x) = U_μ(x) U_ν(x+μ̂) U_μ(x+ν̂)† U_ν(x)†` for all μ < ν, stacked on a leading
+    axis, for links `(d, L, …, L, N, N)`."""
+    d = U.shape[0]
+    out = []
+    for mu in range(d):
+        for nu in range(mu + 1, d):
+            Umu, Unu = U[mu], U[nu]
+            out.append(
+                _matmul(
+                    _matmul(Umu, _shift(Unu, d, mu)),
+                    _matmul(_dagger(_shift(Umu, d, nu)), _dagger(Unu)),
+                )
+            )
+    return jnp.stack(out)
 
 
 def wilson_loop(U, R: int, T: int):
@@ -95,17 +112,7 @@ class _WilsonGauge(AbstractAction):
 
     def plaquette_matrices(self, U):
         """`U_μν(x)` for all μ < ν, stacked on a leading axis."""
-        out = []
-        for mu in range(self.d):
-            for nu in range(mu + 1, self.d):
-                Umu, Unu = U[mu], U[nu]
-                out.append(
-                    _matmul(
-                        _matmul(Umu, self._shift(Unu, mu)),
-                        _matmul(_dagger(self._shift(Umu, nu)), _dagger(Unu)),
-                    )
-                )
-        return jnp.stack(out)
+        return plaquette_matrices(U)
 
     def plaquettes(self, U):
         """`(1/N) Re tr U_μν(x)` for all μ < ν, stacked on a leading axis."""
