@@ -1,11 +1,14 @@
-"""2D SU(N) diffusion model, published-style (Aarts et al., "DM as SQ on the lattice", 2026):
+"""SU(N) diffusion model, published-style (Aarts et al., "DM as SQ on the lattice", 2026):
 train an L-CNN at (β0, L) on HMC configurations, then generate at (β0, L), at (β, L) with the
 score rescaled by β/β0, and at (β0, L' > L) with the same weights — by the reverse SDE (DM) and
-exactly by DM + MAALA — beside HMC at each target and the exact 2D values (`u = ⟨(1/N) Re tr U⟩`
-by Weyl integration, `W(R×T) = u^{RT}`).
+exactly by DM + MAALA — beside HMC at each target. In 2D also the exact values
+(`u = ⟨(1/N) Re tr U⟩` by Weyl integration, `W(R×T) = u^{RT}`); in 4D the Wilson-flowed
+observables (`t²E` at flow time `--t-flow`, clover `Q`, `χ_t`) and the Polyakov loop, and the
+largest deviation of DM + MAALA from HMC in units of the combined error.
 
-    python examples/sun_diffusion.py --out sun-dm                 # SU(2), ~6 min on 2 cores
+    python examples/sun_diffusion.py --out sun-dm                 # 2D SU(2), ~2 min on 2 cores
     python examples/sun_diffusion.py --N 3 --beta0 4 --beta 5 --out su3-dm
+    python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --out sun4d
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ import jax.random as jr
 import numpy as np
 
 import sqdiff as sq
+from sqdiff.gradient_flow import analyze_flow
 from sqdiff.sampling import sample_model
 from sqdiff.specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
 from sqdiff.theories.gauge_exact import wilson_loops_2d
 from sqdiff.train import TrainConfig, train
 
 
-def row(name, action, samples, extra=None):
+def row(name, action, samples, extra=None, t_flow=None):
     samples = np.asarray(samples)
     res = sq.analyze(action, samples)
+    if t_flow is not None:
+        res.update(analyze_flow(action, samples, t_flow, eps=0.02))
     out = {k: [r.value, r.error] for k, r in res.items()}
     out.update(extra or {})
     tau = res["plaquette"].tau_int
@@ -38,6 +44,14 @@ def row(name, action, samples, extra=None):
     cells = "  ".join(f"{k} {v[0]:.4f}({v[1]:.4f})" for k, v in out.items() if isinstance(v, list))
     print(f"{name:<28} {cells}", {k: v for k, v in out.items() if not isinstance(v, list)})
     return out
+
+
+def max_pull(a, b):
+    """The largest |a − b| / sqrt(σ_a² + σ_b²) over the observables both rows measured."""
+    shared = [k for k in a if isinstance(a[k], list) and k in b]
+    pulls = {k: abs(a[k][0] - b[k][0]) / np.hypot(a[k][1], b[k][1]) for k in shared}
+    worst = max(pulls, key=lambda k: pulls[k] if np.isfinite(pulls[k]) else -1)
+    return [worst, float(pulls[worst])]
 
 
 def hmc(action, n, seed):
@@ -51,6 +65,8 @@ def hmc(action, n, seed):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--N", type=int, default=2)
+    ap.add_argument("--d", type=int, default=2, choices=(2, 4))
+    ap.add_argument("--t-flow", type=float, default=1.0, help="4D: flow time of t²E and Q")
     ap.add_argument("--L", type=int, default=4)
     ap.add_argument("--L-large", type=int, default=8)
     ap.add_argument("--beta0", type=float, default=2.0)
@@ -59,17 +75,24 @@ def main():
     ap.add_argument("--iters", type=int, default=3000)
     ap.add_argument("--chains", type=int, default=32, help="MAALA chains")
     ap.add_argument("--maala", type=int, default=100, help="MAALA samples per chain")
+    ap.add_argument("--therm", type=int, default=0, help="MAALA burn-in steps per chain")
+    ap.add_argument("--channels", type=int, default=8, help="L-CNN channels")
+    ap.add_argument("--depth", type=int, default=2, help="L-CNN residual blocks")
     ap.add_argument("--out", default="sun-dm")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     N, L = args.N, args.L
-    train_action = sq.SUNWilson(N, L, args.beta0, d=2)
+    d = args.d
+    t_flow = args.t_flow if d == 4 else None
+    train_action = sq.SUNWilson(N, L, args.beta0, d=d)
     results = {}
 
     # training data: HMC at (β0, L)
     data, meta = hmc(train_action, args.n_hmc, 0)
     spec = ModelSpec(
-        network=NetworkSpec("lcnn", {"group": "su", "N": N, "d": 2, "channels": 8, "depth": 2}),
+        network=NetworkSpec(
+            "lcnn", {"group": "su", "N": N, "d": d, "channels": args.channels, "depth": args.depth}
+        ),
         schedule=ScheduleSpec("ve", {"sigma": 5.0}),
         objective=ObjectiveSpec("group_dsm", {"t_min": 1e-3}),
         config_shape=train_action.config_shape,
@@ -89,24 +112,28 @@ def main():
         ("(β0, L')", args.beta0, args.L_large),
     ]
     for label, beta, size in targets:
-        action = sq.SUNWilson(N, size, beta, d=2)
-        exact = wilson_loops_2d("su", N, beta, action.loops())
-        print(f"\n{label}: SU({N}), β = {beta:g}, L = {size}; exact (infinite volume) {exact}")
+        action = sq.SUNWilson(N, size, beta, d=d)
+        exact = wilson_loops_2d("su", N, beta, action.loops()) if d == 2 else None
+        print(f"\n{label}: SU({N}), β = {beta:g}, L = {size}, d = {d}; exact (2D, infinite "
+              f"volume) {exact}")  # fmt: skip
         block = {"exact": exact}
         x, m = hmc(action, args.n_hmc, 10)
-        block["HMC"] = row("HMC", action, x, m)
+        block["HMC"] = row("HMC", action, x, m, t_flow)
         kw = {"L": size if size != L else None, "beta": beta if beta != args.beta0 else None}
         t = time.perf_counter()
         sde = sample_model(model_dir, args.chains * 4, "sde", steps=200, **kw)
         block["DM"] = row("DM (reverse SDE)", action, sde.samples,
-                          {"seconds": time.perf_counter() - t})  # fmt: skip
+                          {"seconds": time.perf_counter() - t}, t_flow)  # fmt: skip
         t = time.perf_counter()
         ma = sample_model(model_dir, args.chains * args.maala, "maala", steps=200,
-                          chains=args.chains, seed=1, **kw)  # fmt: skip
+                          chains=args.chains, seed=1, n_therm=args.therm, **kw)  # fmt: skip
         block["DM+MAALA"] = row(
             "DM + MAALA", action, ma.samples,
             {"acceptance": ma.metadata["acceptance"], "seconds": time.perf_counter() - t},
+            t_flow,
         )  # fmt: skip
+        block["max |DM+MAALA − HMC|/σ"] = max_pull(block["DM+MAALA"], block["HMC"])
+        print("max |DM+MAALA − HMC| / σ:", block["max |DM+MAALA − HMC|/σ"])
         results[label] = block
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)

@@ -2,6 +2,8 @@
 
 from . import (
     checkpoint,
+    gradient_flow,
+    ildg,
     io,
     mcmc,
     nn,
@@ -27,6 +29,7 @@ from .dynamics import (
     divergence_hutchinson,
 )
 from .effective_action import effective_action
+from .gradient_flow import LuscherRK3, analyze_flow, flow_observables, wilson_flow
 from .groups import SU, SUN, U1, UN, AbstractGroup, Euclidean, U
 from .io import Ensemble, load_ensemble, save_ensemble
 from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
@@ -117,6 +120,12 @@ __all__ = [
     "GaussianMixture",
     "GeometricEulerMaruyama",
     "GeometricHeun",
+    "LuscherRK3",
+    "analyze_flow",
+    "flow_observables",
+    "gradient_flow",
+    "ildg",
+    "wilson_flow",
     "Langevin",
     "ProbabilityFlow",
     "Reverse",

@@ -154,7 +154,9 @@ def _add_generate(sub) -> None:
     g.add_argument("--therm", type=_COUNT0, default=200, help="thermalisation steps")
     g.add_argument("--thin", type=_COUNT, default=1, help="steps between saved configurations")
     g.add_argument("--seed", type=_SEED, default=0)
-    g.add_argument("--out", required=True, help="output .npz file")
+    g.add_argument(
+        "--out", required=True, help="output file: .npz, .h5, or .lime/.ildg (4D SU(2)/SU(3))"
+    )
     g.add_argument(
         "--force", action="store_true", help="replace a file at --out that is not an ensemble"
     )
@@ -165,7 +167,7 @@ def _add_train(sub) -> None:
     from .checkpoint import TrainConfig
 
     t = sub.add_parser("train", help="train a score network on an ensemble (score matching)")
-    t.add_argument("ensemble", help="ensemble .npz from `sqdiff generate`")
+    t.add_argument("ensemble", help="ensemble (.npz, .h5, .lime) from `sqdiff generate`")
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--steps", type=_COUNT, default=TrainConfig.steps)
     t.add_argument("--batch", type=_COUNT, default=TrainConfig.batch)
@@ -204,7 +206,7 @@ def _add_sample(sub) -> None:
     sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
     sa.add_argument("model_dir")
     sa.add_argument("--n", type=_COUNT, required=True, help="configurations")
-    sa.add_argument("--out", required=True, help="output .npz ensemble")
+    sa.add_argument("--out", required=True, help="output ensemble (.npz, .h5, .lime)")
     sa.add_argument(
         "--force", action="store_true", help="replace a file at --out that is not an ensemble"
     )
@@ -244,6 +246,12 @@ def _add_sample(sub) -> None:
         type=_COUNT,
         default=_default(sample_maala, "thin"),
         help="MAALA steps between saved configs",
+    )
+    sa.add_argument(
+        "--therm",
+        type=_COUNT0,
+        default=_default(sample_maala, "n_therm"),
+        help="maala: burn-in steps discarded per chain",
     )
     sa.add_argument(
         "--corrector-steps",
@@ -330,10 +338,24 @@ def _add_demo(sub) -> None:
 
 def _add_measure(sub) -> None:
     m = sub.add_parser("measure", help="observables of an ensemble with errors and τ_int")
-    m.add_argument("file")
+    m.add_argument("file", help="ensemble: .npz, .h5, or .lime/.ildg (ILDG)")
     m.add_argument("--json", action="store_true", help="one JSON object on stdout")
     m.add_argument(
         "--force", action="store_true", help="measure an ensemble marked or found unhealthy"
+    )
+    m.add_argument(
+        "--flow",
+        type=_POSITIVE,
+        metavar="T",
+        help="gauge theories: also Wilson-flow every configuration to flow time T and report "
+        "t²E(T), t0/a², w0/a and (4D clover, 2D U(N)) Q(T) and χ_t",
+    )
+    m.add_argument("--flow-eps", type=_POSITIVE, default=0.02, help="RK3 step of the flow")
+    m.add_argument(
+        "--flow-ref", type=_POSITIVE, default=0.3, help="reference value of t²E for t0 and w0"
+    )
+    m.add_argument(
+        "--beta", type=_POSITIVE, help="coupling of an ILDG file without sqdiff metadata"
     )
 
 
@@ -476,7 +498,8 @@ def _measured_health(ens):
         p for p in fresh.problems if not recorded or p not in recorded.problems
     ]
     acceptance = ens.metadata.get("acceptance")
-    if isinstance(acceptance, (int, float)) and not acceptance >= MIN_ACCEPTANCE:
+    known = isinstance(acceptance, (int, float)) and math.isfinite(acceptance)  # nan: imported
+    if known and not acceptance >= MIN_ACCEPTANCE:
         msg = f"mean acceptance {acceptance:.3g} < {MIN_ACCEPTANCE}"
         if not any("acceptance" in p for p in problems):
             problems.append(msg)
@@ -487,7 +510,7 @@ def cmd_measure(args) -> int:
     from .io import load_ensemble
     from .observables import analyze
 
-    ens = load_ensemble(args.file)
+    ens = load_ensemble(args.file, beta=args.beta)
     health = _measured_health(ens)
     if not health.ok and not args.force:
         raise CLIError(
@@ -496,6 +519,8 @@ def cmd_measure(args) -> int:
         )
     results = analyze(ens.action, ens.samples, log_weights=ens.log_weights)
     first = next(iter(results.values()), None)
+    if args.flow is not None:
+        results.update(_flowed(args, ens))
     if args.json:
         out = {
             k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
@@ -528,6 +553,18 @@ def cmd_measure(args) -> int:
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
         print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}")
     return 0
+
+
+def _flowed(args, ens):
+    """`measure --flow`: the Wilson-flowed observables (gauge theories, unweighted)."""
+    from .gradient_flow import analyze_flow
+    from .theories.sun import _WilsonGauge
+
+    if not isinstance(ens.action, _WilsonGauge):
+        raise CLIError(f"--flow needs a gauge theory (sun, un), not {ens.action.name}")
+    if ens.log_weights is not None:
+        raise CLIError("--flow measures unweighted ensembles only")
+    return analyze_flow(ens.action, ens.samples, args.flow, eps=args.flow_eps, ref=args.flow_ref)
 
 
 def model_spec(args, action):
@@ -640,6 +677,7 @@ def cmd_sample(args) -> int:
         "c": args.c,
         "chains": args.chains,
         "thin": args.thin,
+        "n_therm": args.therm,
         "corrector_steps": args.corrector_steps,
         "snr": args.snr,
         "anneal": args.anneal,
@@ -653,7 +691,7 @@ def cmd_sample(args) -> int:
         "sde": ("steps",),
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
-        "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal"),
+        "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm"),
         "imh": () if not is_osq else ("steps",),
     }[args.method]
     kw = {k: options[k] for k in wanted if options[k] is not None}

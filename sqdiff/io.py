@@ -1,5 +1,9 @@
-"""Ensembles on disk: one `.npz` per ensemble (configurations + JSON metadata), written
-atomically (temporary file + rename), read without pickle."""
+"""Ensembles on disk, written atomically (temporary file + rename), read without pickle.
+
+The format follows the file name: `.npz` (sqdiff's own: configurations + JSON metadata),
+`.lime` / `.ildg` (ILDG gauge configurations in LIME with SciDAC checksums, 4D SU(2)/SU(3);
+`sqdiff.ildg`) and `.h5` / `.hdf5` (`sqdiff.hdf5`). Every format carries the same metadata and
+SHA-256 content digest, and reads back bit-exactly."""
 
 from __future__ import annotations
 
@@ -31,6 +35,14 @@ __all__ = [
 ]
 
 REQUIRED = ("theory", "params", "sampler", "seed", "acceptance", "sqdiff_version")
+
+
+_ILDG, _HDF5 = (".lime", ".ildg"), (".h5", ".hdf5")
+
+
+def _format(path) -> str:
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    return "ildg" if ext in _ILDG else "hdf5" if ext in _HDF5 else "npz"
 
 
 class Ensemble(NamedTuple):
@@ -81,7 +93,16 @@ def _umask() -> int:
 
 def is_ensemble_file(path: str) -> bool:
     """Whether `path` is a regular file that holds a sqdiff ensemble (an .npz archive with
-    `samples` and `metadata`)."""
+    `samples` and `metadata`, a LIME file with sqdiff metadata, or a sqdiff HDF5 file)."""
+    fmt = _format(path)
+    if fmt == "hdf5":
+        from .hdf5 import is_hdf5_ensemble
+
+        return os.path.isfile(path) and is_hdf5_ensemble(path)
+    if fmt == "ildg":
+        from .ildg import is_sqdiff_lime
+
+        return os.path.isfile(path) and is_sqdiff_lime(path)
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
@@ -157,8 +178,27 @@ def save_ensemble(
     meta["config_shape"] = list(action.config_shape)
     meta["weighted"] = log_weights is not None
     meta["sha256"] = _content_digest(arrays, meta)
-    arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    fmt = _format(path)
+    if fmt == "ildg":
+        from .ildg import write_ildg
+
+        if meta["theory"] != "sun" or action.params.get("d") != 4 or action.params["N"] > 3:
+            raise ValueError(
+                f"{path!r}: ILDG files hold 4D SU(2)/SU(3) gauge fields, not {meta['theory']} "
+                f"{action.params}; use .npz or .h5."
+            )
+        if log_weights is not None:
+            raise ValueError(f"{path!r}: ILDG files hold no importance weights; use .npz or .h5.")
+        configs = samples.reshape((-1,) + samples.shape[2:])
+        lfn = os.path.splitext(os.path.basename(path))[0]
+        atomic_write(path, lambda fh: write_ildg(fh, configs, metadata=meta, lfn=lfn))
+    elif fmt == "hdf5":
+        from .hdf5 import write_hdf5
+
+        atomic_write(path, lambda fh: write_hdf5(fh, arrays, meta))
+    else:
+        arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _content_digest(arrays: dict[str, np.ndarray], meta: dict) -> str:
@@ -219,25 +259,86 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         ) from None
 
 
-def load_ensemble(path: str) -> Ensemble:
-    """Read an ensemble written by `save_ensemble` (no pickle), checking its structure, its
-    metadata and (files written since 0.2) its content checksum: a corrupted or edited file is
-    a `ValueError`, never different numbers."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no ensemble file at {path!r}.")
+def _read_npz_ensemble(path: str) -> tuple[dict[str, np.ndarray], dict]:
     arrays = _read_npz(path)
-    samples, log_weights = arrays["samples"], arrays.get("log_weights")
     if arrays["metadata"].shape != () or arrays["metadata"].dtype.kind != "U":
         raise ValueError(f"{path!r}: metadata is not a JSON string.")
     try:
-        meta = json.loads(str(arrays["metadata"]))
+        meta = json.loads(str(arrays.pop("metadata")))
     except json.JSONDecodeError:
         raise ValueError(f"{path!r}: metadata is not valid JSON.") from None
+    return arrays, meta
+
+
+_BETA_ONLY_FOREIGN = (
+    "{path!r} carries its own metadata (theory and coupling); `beta` (--beta) is only for ILDG "
+    "files written by other programs."
+)
+
+
+def _read_ildg_ensemble(path: str, beta: float | None) -> tuple[dict[str, np.ndarray], dict]:
+    """A LIME/ILDG file: sqdiff's own (metadata inside) or foreign (one chain; needs β)."""
+    from ._version import __version__
+    from .ildg import read_ildg
+
+    f = read_ildg(path)
+    configs, meta = f.configs, f.metadata
+    if meta is not None and beta is not None:
+        raise ValueError(_BETA_ONLY_FOREIGN.format(path=path))
+    if meta is None:
+        if beta is None:
+            raise ValueError(
+                f"{path!r} is an ILDG file without sqdiff metadata: give its coupling β "
+                "(load_ensemble(path, beta=…), sqdiff measure --beta)."
+            )
+        N, L = configs.shape[-1], configs.shape[2]
+        meta = {
+            "theory": "sun",
+            "params": {"N": int(N), "L": int(L), "d": 4, "beta": float(beta)},
+            "sampler": "imported (ILDG)",
+            "seed": None,
+            "acceptance": float("nan"),  # unknown: not a sampler run of ours
+            "sqdiff_version": __version__,
+            "n_chains": 1,
+            "n_samples": int(configs.shape[0]),
+            "config_shape": list(configs.shape[1:]),
+        }
+    chains, n = meta.get("n_chains"), meta.get("n_samples")
+    if not (isinstance(chains, int) and isinstance(n, int) and chains * n == configs.shape[0]):
+        raise ValueError(
+            f"{path!r}: holds {configs.shape[0]} configurations, its metadata says {chains}×{n}."
+        )
+    return {"samples": configs.reshape((chains, n) + configs.shape[1:])}, meta
+
+
+def load_ensemble(path: str, *, beta: float | None = None) -> Ensemble:
+    """Read an ensemble written by `save_ensemble` (no pickle), checking its structure, its
+    metadata and (files written since 0.2) its content checksum: a corrupted or edited file is
+    a `ValueError`, never different numbers. The format follows the suffix (see the module).
+
+    Args:
+        path: the file.
+        beta: the coupling of a foreign ILDG file (one without sqdiff metadata); its
+            configurations are read as one chain of the 4D `sun` theory.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no ensemble file at {path!r}.")
+    fmt = _format(path)
+    if beta is not None and fmt != "ildg":
+        raise ValueError(_BETA_ONLY_FOREIGN.format(path=path))
+    if fmt == "ildg":
+        arrays, meta = _read_ildg_ensemble(path, beta)
+    elif fmt == "hdf5":
+        from .hdf5 import read_hdf5
+
+        arrays, meta = read_hdf5(path)
+    else:
+        arrays, meta = _read_npz_ensemble(path)
+    samples, log_weights = arrays["samples"], arrays.get("log_weights")
     if not isinstance(meta, dict):
         raise ValueError(f"{path!r}: metadata must be a JSON object.")
     if "sha256" in meta:
-        stored = {k: v for k, v in arrays.items() if k != "metadata"}
-        if meta["sha256"] != _content_digest(stored, meta):
+        if meta["sha256"] != _content_digest(arrays, meta):
             raise ValueError(
                 f"{path!r}: content does not match its checksum (edited or corrupted)."
             )

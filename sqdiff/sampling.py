@@ -156,10 +156,12 @@ def sample_ode(
 def sample_maala(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     t_mh: float = 0.05, c: float = 0.5, chains: int = 16, thin: int = 1, anneal: str = "sde",
-    beta_ratio: float = 1.0, batch: int = 256, progress: bool = False,
+    beta_ratio: float = 1.0, batch: int = 256, progress: bool = False, n_therm: int = 0,
 ) -> SampleResult:  # fmt: skip
     """Exact samples by MAALA: reverse SDE (or annealed Langevin) to `t_mh` (a fraction of T),
-    then Metropolis-adjusted Langevin with the learned drift, `ε = c Σ(t_mh)²`."""
+    then Metropolis-adjusted Langevin with the learned drift, `ε = c Σ(t_mh)²`; the first
+    `n_therm` MAALA steps of each chain are discarded (burn-in: the chains start from the
+    model's samples at `t_mh`, not from the target)."""
     if not 0 < t_mh < 1:
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:
@@ -186,13 +188,14 @@ def sample_maala(
     start = map_batched(start_fn, jr.split(k0, chains), batch, progress, "dm-maala")
     sampler = MAALA(action, model, t_mh * sch.T, eps)
     samples, acc = run_chains(
-        sampler, k1, start, per_chain, n_therm=0, thin=thin, progress=progress
-    )
+        sampler, k1, start, per_chain, n_therm=integer(n_therm, "n_therm", minimum=0),
+        thin=thin, progress=progress,
+    )  # fmt: skip
     if per_chain == 1:  # final states of independent chains: independent samples
         samples = samples.reshape((1, chains) + tuple(shape))
     settings = {
         **sampler.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal,
-        "beta_ratio": beta_ratio, "chains": chains, "thin": thin,
+        "beta_ratio": beta_ratio, "chains": chains, "thin": thin, "n_therm": n_therm,
     }  # fmt: skip
     health = chain_health(samples, acc, independent=per_chain == 1)
     meta = {"sampler": settings, "acceptance": float(np.mean(acc)), "health": health.to_json()}

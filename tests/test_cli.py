@@ -580,3 +580,40 @@ def test_every_help_shows_every_default():
                 continue
             want = f"default: {action.default}"
             assert want in text, (name, action.option_strings, want)
+
+
+def test_4d_gauge_files_and_flowed_measurements(tmp_path, capsys):
+    """`generate sun --d 4` writes ILDG (.lime) and HDF5 (.h5) ensembles; `measure` reads both,
+    reports Wilson and Polyakov loops, and with `--flow` the flowed energy, scales and the
+    clover charge; a foreign ILDG file is measured with `--beta`."""
+    import numpy as np
+
+    import sqdiff as sq
+    from sqdiff.ildg import write_ildg
+
+    base = ["sun", "--N", "2", "--L", "3", "--d", "4", "--beta", "2.3", "--n", "8"]
+    for ext in ("lime", "h5"):
+        out = str(tmp_path / f"g.{ext}")
+        assert main(["generate", *base, "--chains", "2", "--therm", "5", "--out", out,
+                     "--quiet"]) == 0  # fmt: skip
+        capsys.readouterr()
+        assert main(["measure", out, "--json", "--flow", "0.4", "--flow-eps", "0.05"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        for key in ("plaquette", "|P|", "t2E_clov(t=0.4)", "t2E_plaq(t=0.4)", "Q(t=0.4)", "chi_t"):
+            assert np.isfinite(res[key]["value"]), key
+        assert np.isnan(res["t0/a^2"]["value"])  # t²E = 0.3 is not reached by t = 0.4
+    ens = sq.load_ensemble(str(tmp_path / "g.lime"))
+    foreign = tmp_path / "foreign.lime"
+    with open(foreign, "wb") as fh:  # configurations only, as other programs write them
+        write_ildg(fh, ens.samples.reshape((-1,) + ens.samples.shape[2:]))
+    assert main(["measure", str(foreign)]) == 2
+    assert "--beta" in capsys.readouterr().err
+    assert main(["measure", str(foreign), "--beta", "2.3"]) == 0
+    text = capsys.readouterr().out
+    assert "imported (ILDG)" in text and "1×16 configs" in text and "acceptance nan" in text
+    # --flow needs a gauge theory
+    phi = str(tmp_path / "p.npz")
+    gen = ["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.1", "--n", "8"]
+    main([*gen, "--out", phi, "--quiet"])
+    assert main(["measure", phi, "--flow", "1"]) == 2
+    assert "gauge theory" in capsys.readouterr().err

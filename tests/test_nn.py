@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -10,9 +11,29 @@ from sqdiff.nn import ScoreMLP, U1LinkNet, UNet
 VE = sq.VarianceExploding(25.0)
 
 
+class _Jitted(eqx.Module):
+    """A network called through `eqx.filter_jit` (one compilation per input shape instead of
+    op-by-op dispatch; the tests check the network, not the eager path)."""
+
+    net: eqx.Module
+
+    def __call__(self, t, x, symmetrize=False):
+        if symmetrize:  # a Python loop over the sublattice shifts: cheaper op by op
+            return self.net(t, x, symmetrize=True)
+        return _call(self.net, t, x)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+@eqx.filter_jit
+def _call(net, t, x):
+    return net(t, x)
+
+
 @pytest.fixture(scope="module")
 def unet():
-    return UNet(VE, d=2, channels=16, levels=3, antisymmetric=True, key=jr.key(0))
+    return _Jitted(UNet(VE, d=2, channels=16, levels=3, antisymmetric=True, key=jr.key(0)))
 
 
 def test_unet_runs_same_weights_on_many_sizes(unet):
@@ -35,19 +56,24 @@ def test_unet_translation_covariance(unet):
         np.testing.assert_allclose(
             unet(0.3, jnp.roll(phi, shift, (0, 1))), jnp.roll(out, shift, (0, 1)), atol=1e-5
         )
-    # exact for every shift with the sublattice average
-    sym = unet(0.3, phi, symmetrize=True)
+    # exact for every shift with the sublattice average (2 levels: 16 shifts, 8×8)
+    small = UNet(VE, d=2, channels=8, levels=2, key=jr.key(9))
+    phi = phi[:8, :8]
+    sym = small(0.3, phi, symmetrize=True)
     np.testing.assert_allclose(
-        unet(0.3, jnp.roll(phi, (1, 3), (0, 1)), symmetrize=True),
+        small(0.3, jnp.roll(phi, (1, 3), (0, 1)), symmetrize=True),
         jnp.roll(sym, (1, 3), (0, 1)),
         atol=1e-5,
+    )
+    assert not np.allclose(  # without the average, an odd shift is not covariant
+        small(0.3, jnp.roll(phi, (1, 3), (0, 1))), jnp.roll(small(0.3, phi), (1, 3), (0, 1))
     )
 
 
 def test_unet_antisymmetry_and_3d(unet):
     phi = jr.normal(jr.key(2), (8, 8))
     np.testing.assert_allclose(unet(0.5, -phi), -unet(0.5, phi), atol=1e-6)
-    net3 = UNet(VE, d=3, channels=8, levels=2, key=jr.key(3))
+    net3 = _Jitted(UNet(VE, d=3, channels=8, levels=2, key=jr.key(3)))
     phi3 = jr.normal(jr.key(4), (8, 8, 8))
     out = net3(0.2, phi3)
     assert out.shape == (8, 8, 8)

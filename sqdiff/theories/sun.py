@@ -8,7 +8,9 @@ staple sum `A_μ(x)`: `∇^a S = (β/N) Im tr(T^a U_μ(x) A_μ(x))` (Gattringer 
 with the `N² − 1` generators of SU(N) or the `N²` of U(N).
 
 Measurements: the plaquette, rectangular Wilson loops `W(R×T) = ⟨(1/N) Re tr W_{R×T}⟩`
-averaged over positions and planes (both orientations), and on 2D U(N) the topological charge
+averaged over positions and planes (both orientations), the Polyakov loop along the last axis
+(`|P|` of the spatial average per configuration, and `Re P`; `polyakov_loop`),
+and on 2D U(N) the topological charge
 `Q = (1/2π) Σ_x arg det U_01(x)` (an integer on a periodic lattice: `det U_01(x)` is the U(1)
 plaquette of the link determinants) with `χ_t = ⟨Q²⟩/V`.
 """
@@ -19,13 +21,21 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
+from jaxtyping import Array
 
 from .._checks import positive_float
 from ..groups import SUN, UN, _dagger, _det, _matmul
 from ._lattice import check_lattice
 from .base import AbstractAction
 
-__all__ = ["SUNWilson", "UNWilson", "WILSON_LOOPS", "plaquette_matrices", "wilson_loop"]
+__all__ = [
+    "SUNWilson",
+    "UNWilson",
+    "WILSON_LOOPS",
+    "plaquette_matrices",
+    "polyakov_loop",
+    "wilson_loop",
+]
 
 #: the rectangular Wilson loops `sqdiff measure` reports (those with R, T ≤ L/2)
 WILSON_LOOPS = ((1, 2), (2, 2), (2, 3), (3, 3))
@@ -78,6 +88,21 @@ def wilson_loop(U, R: int, T: int):
             W = _matmul(_matmul(a, b), _matmul(_dagger(c), _dagger(e)))
             vals.append(jnp.mean(jnp.real(jnp.trace(W, axis1=-2, axis2=-1))) / N)
     return jnp.mean(jnp.stack(vals))
+
+
+def polyakov_loop(U: Array) -> Array:
+    r"""`P = (1/V_s) Σ_x⃗ (1/N) tr Π_{t=0}^{L−1} U_{d−1}(x⃗, t)`: the spatial average of the
+    traced Polyakov line along the last axis (complex; `|P|` and `arg P` are what one reports).
+
+    Args:
+        U: links `(d, L, …, L, N, N)`.
+    """
+    d, N = U.shape[0], U.shape[-1]
+    Ut = U[d - 1]
+    line = Ut[..., 0, :, :]  # the time axis is the last lattice axis
+    for t in range(1, Ut.shape[-3]):
+        line = _matmul(line, Ut[..., t, :, :])
+    return jnp.mean(jnp.trace(line, axis1=-2, axis2=-1)) / N
 
 
 class _WilsonGauge(AbstractAction):
@@ -155,12 +180,16 @@ class _WilsonGauge(AbstractAction):
         out = {"plaquette": jnp.mean(self.plaquettes(U))}
         for r, t in self.loops():
             out[f"W{r}x{t}"] = wilson_loop(U, r, t)
+        P = polyakov_loop(U)
+        out.update(absP=jnp.abs(P), ReP=jnp.real(P))
         return out
 
     def observables(self):
         obs = {"plaquette": (("plaquette",), lambda a: a[0])}
         for r, t in self.loops():
             obs[f"W({r}x{t})"] = ((f"W{r}x{t}",), lambda a: a[0])
+        obs["|P|"] = (("absP",), lambda a: a[0])
+        obs["Re P"] = (("ReP",), lambda a: a[0])
         return obs
 
 
