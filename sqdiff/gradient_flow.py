@@ -41,14 +41,14 @@ from diffrax import AbstractTerm
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from ._checks import positive_float
-from .groups import AbstractGroup, Euclidean, _det
+from .groups import AbstractGroup, Euclidean
 from .stats import GammaResult
 from .theories.field_strength import (
     energy_density_clover,
     energy_density_plaquette,
     topological_charge_clover,
 )
-from .theories.sun import _WilsonGauge, plaquette_matrices
+from .theories.sun import UNWilson, _WilsonGauge
 
 __all__ = [
     "LuscherRK3",
@@ -220,18 +220,19 @@ def _flow_solve(term, solver, t_max, dt0, U, ts, fn, controller, max_steps):
 
 
 def _topological_charge(action, U):
-    """Clover Q in 4D; `(1/2π) Σ arg det U_01` in 2D U(N); nan otherwise."""
+    """Clover Q in 4D; `UNWilson.topological_charge` (`(1/2π) Σ arg det U_01`) in 2D U(N);
+    nan otherwise."""
     if action.d == 4:
-        return topological_charge_clover(U, action.group._special)
-    if action.d == 2 and not action.group._special:
-        return jnp.sum(jnp.angle(_det(plaquette_matrices(U)[0]))) / (2 * jnp.pi)
+        return topological_charge_clover(U, action.group.is_special)
+    if isinstance(action, UNWilson) and action.d == 2:
+        return action.topological_charge(U)
     return jnp.asarray(jnp.nan, jnp.real(U).dtype)
 
 
 def _flowed(action, U) -> dict[str, Array]:
     """The observables saved along the flow for one configuration."""
-    special = action.group._special
     group = action.group
+    special = group.is_special
 
     def e_clover(V):
         return energy_density_clover(V, special)

@@ -433,6 +433,11 @@ class _MatrixGroup(AbstractGroup):
     _special: ClassVar[bool] = False
 
     @property
+    def is_special(self) -> bool:
+        """Whether elements have unit determinant (SU(N): traceless algebra) or not (U(N))."""
+        return self._special
+
+    @property
     def element_shape(self):
         return (self.N, self.N)
 
