@@ -30,18 +30,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import ClassVar
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffrax import AbstractTerm
 from jaxtyping import Array, ArrayLike, Complex, Float
 
 from ._checks import positive_float
-from .groups import AbstractGroup, Euclidean
+from .solvers import LuscherRK3, _diffeqsolve
 from .stats import GammaResult
 from .theories.field_strength import (
     energy_density_clover,
@@ -61,45 +59,6 @@ __all__ = [
     "scale_w0",
     "wilson_flow",
 ]
-
-
-class LuscherRK3(diffrax.AbstractAdaptiveSolver):
-    r"""Lüscher's third-order Lie-group Runge–Kutta scheme (see the module docstring) with an
-    embedded second-order error estimate; fixed steps (`diffrax.StepTo`/`dt0`) or adaptive
-    (`diffrax.PIDController`). Three evaluations of the vector field per step.
-
-    Args:
-        group: the group of the state (`SUN(N)`, `UN(N)`; on `Euclidean` it is a classical
-            third-order Runge–Kutta method).
-    """
-
-    group: AbstractGroup = Euclidean()
-    term_structure: ClassVar = AbstractTerm
-    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
-
-    def order(self, terms):
-        return 3
-
-    def init(self, terms, t0, t1, y0, args):
-        return None
-
-    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        del solver_state, made_jump
-        control = terms.contr(t0, t1)
-        dt = t1 - t0
-        apply = self.group.apply
-        Z0 = terms.vf_prod(t0, y0, args, control)
-        W1 = apply(y0, Z0 / 4)
-        Z1 = terms.vf_prod(t0 + dt / 4, W1, args, control)
-        W2 = apply(W1, 8 / 9 * Z1 - 17 / 36 * Z0)
-        Z2 = terms.vf_prod(t0 + 2 * dt / 3, W2, args, control)
-        y1 = apply(W2, 3 / 4 * Z2 - 8 / 9 * Z1 + 17 / 36 * Z0)
-        y_low = apply(y0, 2 * Z1 - Z0)
-        y_error = self.group.difference(y1, y_low)
-        return y1, y_error, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
-
-    def func(self, terms, t0, y0, args):
-        return terms.vf(t0, y0, args)
 
 
 def _check_action(action) -> _WilsonGauge:
@@ -195,28 +154,10 @@ def wilson_flow(
         dt0, max_steps = t_max / n_steps, max(4096, n_steps + 16)
     save_ts = jnp.asarray([t_max] if ts is None else ts, real)
     t_max, dt0 = jnp.asarray(t_max, real), jnp.asarray(dt0, real)
+    saveat = diffrax.SaveAt(ts=save_ts, fn=fn) if fn is not None else diffrax.SaveAt(ts=save_ts)
     term = diffrax.ODETerm(_FlowField(action))
-    return _flow_solve(term, LuscherRK3(group), t_max, dt0, U, save_ts, fn, controller, max_steps)
-
-
-@eqx.filter_jit
-def _flow_solve(term, solver, t_max, dt0, U, ts, fn, controller, max_steps):
-    import warnings
-
-    with warnings.catch_warnings():  # complex links: our group solver handles them (tested)
-        warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
-        return diffrax.diffeqsolve(
-            term,
-            solver,
-            0.0,
-            t_max,
-            dt0,
-            U,
-            saveat=diffrax.SaveAt(ts=ts, fn=fn) if fn is not None else diffrax.SaveAt(ts=ts),
-            stepsize_controller=controller,
-            max_steps=max_steps,
-            adjoint=diffrax.ForwardMode(),
-        )
+    return _diffeqsolve(term, LuscherRK3(group), 0.0, t_max, dt0, U, None, saveat, controller,
+                        diffrax.ForwardMode(), max_steps)  # fmt: skip
 
 
 def _topological_charge(action, U):
@@ -237,10 +178,10 @@ def _flowed(action, U) -> dict[str, Array]:
     def e_clover(V):
         return energy_density_clover(V, special)
 
-    A = group.algebra(flow_velocity(action, U))
-    AU = jnp.einsum("...ij,...jk->...ik", A, U)
-    zero = jnp.zeros((), jnp.real(U).dtype)
-    _, dE = jax.jvp(lambda s: e_clover(U + s * AU), (zero,), (jnp.ones_like(zero),))
+    X = flow_velocity(action, U)
+    zero = jnp.zeros((), jnp.real(U).dtype)  # d/ds E((1 + s iX·T) U) at s = 0 is exact
+    _, dE = jax.jvp(lambda s: e_clover(group.first_order_retract(U, s * X)), (zero,),
+                    (jnp.ones_like(zero),))  # fmt: skip
     return {
         "E_plaq": energy_density_plaquette(U),
         "E_clov": e_clover(U),

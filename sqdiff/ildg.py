@@ -99,10 +99,15 @@ def _xml_fields(data: bytes, what: str, path: str) -> dict[str, str]:
     return {el.tag.rsplit("}", 1)[-1]: (el.text or "").strip() for el in root}
 
 
+def _site_bytes(F: np.ndarray) -> np.ndarray:
+    """The stored bytes of an ILDG-ordered array `(t, z, y, x, 4, N, N)`, one row per site."""
+    F = np.ascontiguousarray(F)
+    return F.view(np.uint8).reshape(int(np.prod(F.shape[:4])), -1)
+
+
 def _encode(U: np.ndarray, precision: int) -> tuple[np.ndarray, bytes]:
     big = np.ascontiguousarray(_perm(U)).astype(">c16" if precision == 64 else ">c8")
-    V = big.shape[0] * big.shape[1] * big.shape[2] * big.shape[3]
-    return big.view(np.uint8).reshape(V, -1), big.tobytes()
+    return _site_bytes(big), big.tobytes()
 
 
 def write_ildg(
@@ -192,8 +197,7 @@ def _check_sum(F: np.ndarray, record: bytes, path: str, k: int) -> None:
         stored = (int(f["suma"], 16), int(f["sumb"], 16))
     except (KeyError, ValueError):
         raise ValueError(f"{path}: configuration {k}: unreadable scidac-checksum.") from None
-    V = F.shape[0] * F.shape[1] * F.shape[2] * F.shape[3]
-    found = scidac_checksum(np.ascontiguousarray(F).view(np.uint8).reshape(V, -1))
+    found = scidac_checksum(_site_bytes(F))
     if found != stored:
         raise ValueError(
             f"{path}: configuration {k} fails its SciDAC checksum (stored {stored[0]:x} "

@@ -4,7 +4,8 @@ r"""Group-aware diffrax solvers and the `solve` front door.
 group action `exp(Δ) y` (Lie–Euler–Maruyama; Batrouni et al., Phys. Rev. D 32 (1985) 2736;
 Munthe-Kaas, BIT 38 (1998) 92). On `Euclidean` states it *is* Euler–Maruyama.
 `GeometricHeun` is the matching two-stage method with an embedded error estimate, for adaptive
-steps on SU(N).
+steps on SU(N). `LuscherRK3` is the third-order scheme of the Wilson flow
+(`sqdiff.gradient_flow`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ._checks import check_finite, check_time, integer, is_concrete
 from .dynamics import AbstractDynamics, ProbabilityFlow
 from .groups import AbstractGroup, Euclidean
 
-__all__ = ["GeometricEulerMaruyama", "GeometricHeun", "solve", "log_likelihood"]
+__all__ = ["GeometricEulerMaruyama", "GeometricHeun", "LuscherRK3", "solve", "log_likelihood"]
 
 
 class GeometricEulerMaruyama(diffrax.AbstractItoSolver):
@@ -108,6 +109,48 @@ class GeometricHeun(diffrax.AbstractStratonovichSolver, diffrax.AbstractAdaptive
             y1 = y_fine
         else:
             y_error = self.group.difference(y1, y_euler)
+        return y1, y_error, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+
+class LuscherRK3(diffrax.AbstractAdaptiveSolver):
+    r"""Lüscher's third-order Lie-group Runge–Kutta scheme of the Wilson flow (Commun. Math.
+    Phys. 293 (2010) 899; JHEP 08 (2010) 071, App. C; see `sqdiff.gradient_flow`):
+    `W1 = exp(¼Z0) W0`, `W2 = exp(8/9 Z1 − 17/36 Z0) W1`, `y1 = exp(¾Z2 − 8/9 Z1 + 17/36 Z0) W2`,
+    with the embedded second-order step `exp(2Z1 − Z0) W0` as error estimate; fixed
+    (`diffrax.ConstantStepSize`, `StepTo`) or adaptive (`diffrax.PIDController`) steps. Three
+    evaluations of the vector field per step.
+
+    Args:
+        group: the group of the state (`SUN(N)`, `UN(N)`; on `Euclidean` it is a classical
+            third-order Runge–Kutta method).
+    """
+
+    group: AbstractGroup = Euclidean()
+    term_structure: ClassVar = AbstractTerm
+    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def order(self, terms):
+        return 3
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        control = terms.contr(t0, t1)
+        dt = t1 - t0
+        apply = self.group.apply
+        Z0 = terms.vf_prod(t0, y0, args, control)
+        W1 = apply(y0, Z0 / 4)
+        Z1 = terms.vf_prod(t0 + dt / 4, W1, args, control)
+        W2 = apply(W1, 8 / 9 * Z1 - 17 / 36 * Z0)
+        Z2 = terms.vf_prod(t0 + 2 * dt / 3, W2, args, control)
+        y1 = apply(W2, 3 / 4 * Z2 - 8 / 9 * Z1 + 17 / 36 * Z0)
+        y_low = apply(y0, 2 * Z1 - Z0)
+        y_error = self.group.difference(y1, y_low)
         return y1, y_error, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
@@ -302,7 +345,7 @@ def _diffeqsolve(terms, solver, t0, t1, dt0, y0, args, saveat, controller, adjoi
     with warnings.catch_warnings():
         # SU(N) states are complex matrices; our geometric solvers handle them (tested), so
         # diffrax's generic caution about complex dtypes does not apply.
-        if isinstance(solver, (GeometricEulerMaruyama, GeometricHeun)):
+        if isinstance(solver, (GeometricEulerMaruyama, GeometricHeun, LuscherRK3)):
             warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
         return diffrax.diffeqsolve(
             terms,
