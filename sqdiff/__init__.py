@@ -17,6 +17,7 @@ from . import (
     train,
 )
 from ._version import __version__
+from ._xla import hot_jit
 from .checkpoint import ModelDir
 from .dynamics import (
     SDE,
@@ -64,6 +65,7 @@ from .theories import (
 from .train import TrainConfig, load_model
 
 __all__ = [
+    "hot_jit",
     "checkpoint",
     "sampling",
     "specs",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+
+from ._xla import hot_jit
 
 
 class Progress:
@@ -43,7 +44,7 @@ def map_batched(fn, keys, batch: int, progress: bool = False, label: str = "samp
         keys = jnp.concatenate([keys, jr.split(keys[0], nb * batch - n)])
     keys = keys.reshape((nb, batch) + keys.shape[1:])
     if progress:
-        vfn = eqx.filter_jit(jax.vmap(fn))
+        vfn = hot_jit(jax.vmap(fn))
         bar = Progress(n, label)
         parts = []
         for i in range(nb):

@@ -23,6 +23,7 @@ from equinox.internal import ω
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ._checks import check_finite, check_time, integer, is_concrete
+from ._xla import hot_jit
 from .dynamics import AbstractDynamics, ProbabilityFlow
 from .groups import AbstractGroup, Euclidean
 
@@ -339,7 +340,7 @@ def _needs_levy(solver) -> bool:
     return isinstance(solver, (diffrax.ShARK, diffrax.SRA1, diffrax.SPaRK, diffrax.GeneralShARK))
 
 
-@eqx.filter_jit
+@hot_jit
 def _diffeqsolve(terms, solver, t0, t1, dt0, y0, args, saveat, controller, adjoint, max_steps):
     kwargs = {} if adjoint is None else {"adjoint": adjoint}
     with warnings.catch_warnings():

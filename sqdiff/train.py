@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._xla import hot_jit
 from .checkpoint import Checkpoint, ModelDir, TrainConfig, make_optimizer, templates
-from .nn import with_conv_layout
 from .objectives import AbstractObjective
 from .specs import ModelSpec
 from .theories.base import AbstractAction
@@ -94,7 +94,7 @@ def _check_data(objective: AbstractObjective, spec: ModelSpec, data):
     return data
 
 
-@eqx.filter_jit
+@hot_jit
 def _advance(objective, config, static, data, state, start, count):
     """`count` optimiser steps from step `start` (traced) as one `lax.scan`. The objective's
     and model's static parts and the config are static, so runs and resumes with the same
@@ -109,12 +109,8 @@ def _advance(objective, config, static, data, state, start, count):
         batch = (
             None if data is None else data[jr.randint(k_batch, (config.batch,), 0, data.shape[0])]
         )
-        # gradients inside the training scan are faster channels-first on XLA:CPU; the saved
-        # and returned models compute channels-last, the fast layout inside solver loops
         loss, grads = eqx.filter_value_and_grad(
-            lambda p: objective.loss(
-                with_conv_layout(eqx.combine(p, static), channels_last=False), k_loss, batch
-            )
+            lambda p: objective.loss(eqx.combine(p, static), k_loss, batch)
         )(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)

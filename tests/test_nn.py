@@ -120,9 +120,6 @@ def test_periodic_conv_matches_equinox_conv_and_loads_its_weights(d, stride, ker
     conv = PeriodicConv(d, 3, 5, kernel, stride=stride, key=jr.key(7))
     x = jr.normal(jr.key(1), (3,) + (8,) * d)
     np.testing.assert_allclose(conv(x), ref(x), atol=1e-5)
-    first = sq.nn.with_conv_layout(conv, channels_last=False)  # the layout training uses
-    assert not first.channels_last and conv.channels_last
-    np.testing.assert_allclose(first(x), ref(x), atol=1e-5)
     # same leaves: checkpoints written with eqx.nn.Conv load into PeriodicConv
     eqx.tree_serialise_leaves(tmp_path / "c.eqx", ref)
     other = PeriodicConv(d, 3, 5, kernel, stride=stride, key=jr.key(8))
@@ -132,3 +129,15 @@ def test_periodic_conv_matches_equinox_conv_and_loads_its_weights(d, stride, ker
         conv(jnp.zeros((4,) + (8,) * d))
     with pytest.raises(ValueError, match="odd"):
         PeriodicConv(d, 3, 5, 2, key=jr.key(0))
+
+
+@pytest.mark.parametrize("shape,groups", [((6, 5, 8), 4), ((4, 4, 3, 6), 3), ((7, 8), 8)])
+def test_channels_last_group_norm_matches_equinox(shape, groups):
+    from sqdiff.nn.unet import group_norm
+
+    norm = eqx.nn.GroupNorm(groups, shape[-1])
+    affine = (jr.normal(jr.key(1), (shape[-1],)), jr.normal(jr.key(2), (shape[-1],)))
+    norm = eqx.tree_at(lambda n: (n.weight, n.bias), norm, affine)
+    x = 3 * jr.normal(jr.key(0), shape) + 2
+    ref = jnp.moveaxis(norm(jnp.moveaxis(x, -1, 0)), 0, -1)
+    np.testing.assert_allclose(group_norm(norm, x), ref, rtol=1e-5, atol=1e-5)

@@ -22,6 +22,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from .._batching import Progress
 from .._checks import check_finite, integer
+from .._xla import hot_jit
 from ..theories import AbstractAction
 
 __all__ = [
@@ -143,6 +144,28 @@ def _init_chains(sampler: AbstractSampler, positions: Array) -> AbstractState:
     return jax.vmap(sampler.init)(positions)
 
 
+@hot_jit
+def _advance(sampler: AbstractSampler, states, key, n_keep: int, n_thin: int):
+    """`n_keep · n_thin` steps of every chain (`vmap` over chains, `lax.scan` over steps),
+    keeping every `n_thin`-th position and the mean acceptance of each kept stretch. One
+    compiled program per sampler, chunk shape and thinning, reused across calls."""
+
+    def one_step(state, k):
+        state, info = sampler.step(k, state)
+        return state, info.accept_prob
+
+    def per_chain(state, k):
+        def keep(state, k):
+            state, acc = jax.lax.scan(one_step, state, jr.split(k, n_thin))
+            return state, (state.position, jnp.mean(acc))
+
+        state, (kept, acc) = jax.lax.scan(keep, state, jr.split(k, n_keep))
+        return state, kept, acc
+
+    n_chains = jax.tree.leaves(states)[0].shape[0]
+    return jax.vmap(per_chain)(states, jr.split(key, n_chains))
+
+
 # long: argument checks, then the chunked compiled loop with its progress bar (one concept)
 def run_chains(
     sampler: AbstractSampler,
@@ -170,23 +193,6 @@ def run_chains(
         raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")
     sampler.check(init_positions[0], "init_positions[0]")  # shape (shared by all chains)
     check_finite(init_positions, "init_positions")  # every chain, one host transfer
-    n_chains = init_positions.shape[0]
-
-    def one_step(state, k):
-        state, info = sampler.step(k, state)
-        return state, info.accept_prob
-
-    @eqx.filter_jit
-    def advance(states, key, n_keep, n_thin):
-        def per_chain(state, k):
-            def keep(state, k):
-                state, acc = jax.lax.scan(one_step, state, jr.split(k, n_thin))
-                return state, (state.position, jnp.mean(acc))
-
-            state, (kept, acc) = jax.lax.scan(keep, state, jr.split(k, n_keep))
-            return state, kept, acc
-
-        return jax.vmap(per_chain)(states, jr.split(key, n_chains))
 
     bar = Progress(n_therm + n_samples * thin, "sampling", enabled=progress)
     key_therm, key = jr.split(key)
@@ -195,7 +201,7 @@ def run_chains(
     while done < n_therm:  # thermalisation in chunks (one compiled shape)
         m = min(chunk, n_therm - done)
         key_therm, k = jr.split(key_therm)
-        states, _, _ = advance(states, k, m, 1)
+        states, _, _ = _advance(sampler, states, k, m, 1)
         done += m
         bar.update(m)
     samples, accepts = [], []
@@ -203,7 +209,7 @@ def run_chains(
     while kept < n_samples:
         m = min(chunk, n_samples - kept)
         key, k = jr.split(key)
-        states, s, acc = advance(states, k, m, thin)
+        states, s, acc = _advance(sampler, states, k, m, thin)
         samples.append(np.asarray(s))
         accepts.append(np.asarray(acc))
         kept += m

@@ -2,7 +2,7 @@
 gauge-equivariant L-CNN for SU(N)/U(N)."""
 
 from .base import NETWORKS, AbstractScoreNetwork, zero_output
-from .conv import PeriodicConv, with_conv_layout
+from .conv import PeriodicConv, periodic_conv
 from .embeddings import GaussianFourierEmbedding
 from .gauge_lcnn import LCNN
 from .lcnn import U1LinkNet
@@ -15,7 +15,7 @@ __all__ = [
     "GaussianFourierEmbedding",
     "LCNN",
     "PeriodicConv",
-    "with_conv_layout",
+    "periodic_conv",
     "ScoreMLP",
     "U1LinkNet",
     "UNet",

@@ -61,10 +61,10 @@ class U1LinkNet(AbstractScoreNetwork):
             raise ValueError(f"U1LinkNet needs links of shape (2, L, L), got {theta.shape}.")
         tp = plaquette_angles(theta)
         emb = self.embed(noise_level(self.schedule, t))
-        h = self.conv_in(jnp.stack([jnp.cos(tp), jnp.sin(tp)]))
+        h = self.conv_in.channels_last(jnp.stack([jnp.cos(tp), jnp.sin(tp)], -1))
         for block in self.blocks:
             h = block(h, emb)
-        c = self.conv_out(jax.nn.silu(h))[0]
+        c = self.conv_out.channels_last(jax.nn.silu(h))[..., 0]
         s0 = c - jnp.roll(c, 1, axis=1)
         s1 = jnp.roll(c, 1, axis=0) - c
         return jnp.stack([s0, s1]) / self.schedule.marginal_std(t)
