@@ -10,6 +10,7 @@ import argparse
 import inspect
 import json
 import math
+import os
 import re
 import sys
 
@@ -121,7 +122,28 @@ def _parser() -> argparse.ArgumentParser:
     _add_osq(sub)
     _add_demo(sub)
     _add_measure(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--config",
+            metavar="FILE.toml",
+            help="options from a TOML file (keys = option names, top level or in a table "
+            "named after the command; the command line wins). Every output gets its "
+            "resolved configuration beside it as OUT.config.toml",
+        )
     return p
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse `argv`, with the options of `--config FILE.toml` as the command's defaults."""
+    from ._cli_config import apply_config, config_path
+
+    parser = _parser()
+    path = config_path(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if path is not None and command in subparsers.choices:
+        apply_config(subparsers.choices, command, path)
+    return parser.parse_args(argv)
 
 
 def _add_generate(sub) -> None:
@@ -837,7 +859,7 @@ def _runtime_check_message(err: BaseException) -> str | None:
 
 def main(argv=None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(list(sys.argv[1:] if argv is None else argv))
         if args.command is None:
             raise CLIError(
                 "choose a command: demo, generate, train, sample, osq or measure (--help)"
@@ -850,7 +872,13 @@ def main(argv=None) -> int:
             "osq": cmd_osq,
             "demo": cmd_demo,
         }
-        return commands[args.command](args)
+        rc = commands[args.command](args)
+        out = getattr(args, "out", None)
+        if out is not None and os.path.exists(out):
+            from ._cli_config import write_resolved
+
+            write_resolved(args, out)
+        return rc
     except CLIError as e:
         print(f"sqdiff: error: {e}", file=sys.stderr)
         return 2

@@ -617,3 +617,54 @@ def test_4d_gauge_files_and_flowed_measurements(tmp_path, capsys):
     main([*gen, "--out", phi, "--quiet"])
     assert main(["measure", phi, "--flow", "1"]) == 2
     assert "gauge theory" in capsys.readouterr().err
+
+
+def test_config_file_resolved_config_and_rerun(tmp_path, monkeypatch, capsys):
+    """`--config` supplies options (positionals too), the command line overrides them, and
+    the resolved `OUT.config.toml` reruns the command bit for bit."""
+    import tomllib
+
+    from sqdiff.io import load_ensemble
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(
+        'L = 4\nkappa = 0.2\nstep-size = 0.2\nquiet = true\nchains = 3\nlr = 1e-3\n'
+        '[generate]\ntheory = "phi4"\nlam = 0.02\nn = 12\ntherm = 10\nout = "a.npz"\n'
+        '[train]\nsteps = 7\n'  # another command's table is ignored here
+    )  # fmt: skip
+    assert main(["generate", "--config", "c.toml", "--chains", "2"]) == 0
+    resolved = tomllib.loads((tmp_path / "a.npz.config.toml").read_text())["generate"]
+    assert resolved["chains"] == 2 and resolved["L"] == 4 and resolved["step-size"] == 0.2
+    assert resolved["theory"] == "phi4" and "config" not in resolved
+    assert "steps" not in resolved and "lr" not in resolved  # train's options
+    assert main(["generate", "--config", "a.npz.config.toml", "--out", "b.npz"]) == 0
+    a, b = load_ensemble("a.npz"), load_ensemble("b.npz")
+    assert a.samples.shape == (2, 12, 4, 4)
+    np.testing.assert_array_equal(a.samples, b.samples)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("bogus = 1\n", "no sqdiff command has an option 'bogus'"),
+        ("[generate]\nsteps = 3\n", "generate has no option 'steps' (known: L, N, action"),
+        ("[genrate]\nn = 3\n", "[genrate] is not a sqdiff command"),
+        ("n = 0\n", "n: must be ≥ 1, got 0"),
+        ("quiet = 1\n", "quiet is a switch"),
+        ('sampler = "nope"\n', "sampler must be one of hmc"),
+        ("param = 3\n", "param is repeatable: give a list"),
+        ("n = [", "is not valid TOML"),
+        ("[generate]\nn = {a = 1}\n", "must be a single number or string"),
+    ],
+)
+def test_bad_config_files_are_one_line_errors(text, message, tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    argv = ["generate", "phi4", "--L", "4", "--kappa", "0.1", "--lam", "0.1", "--n", "2"]
+    assert main(argv + ["--out", str(tmp_path / "x.npz"), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.npz").exists()
+    assert main(["measure", str(tmp_path / "x.npz"), "--config", str(tmp_path / "no.toml")]) == 2
+    assert "no file" in capsys.readouterr().err

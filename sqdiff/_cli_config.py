@@ -1,0 +1,162 @@
+r"""`--config FILE.toml` for every `sqdiff` subcommand, and the resolved configuration written
+next to every output (`OUT.config.toml`).
+
+A configuration file holds options by name: in a table named after the command (keys must be
+options of that command), or at the top level (shared: applied to every command that has the
+option; a key no command has is an error). The table wins over the top level:
+
+    L = 16            # --L 16
+    kappa = 0.21
+    step-size = 0.1   # or step_size
+    quiet = true      # a switch
+    param = ["mu2=1.0"]  # a repeatable option: a list
+
+    [generate]
+    theory = "phi4"   # positional arguments by name, too
+    n = 500
+
+Precedence: the command line, then the file, then the defaults. Every value goes through the
+same check as on the command line (a count must be a positive integer, …), and an unknown key
+is an error that lists the known ones. `OUT.config.toml` is such a file with every resolved
+option: `sqdiff generate --config ens.npz.config.toml` reruns the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import tomllib
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["apply_config", "config_path", "write_resolved"]
+
+_NOT_SAVED = {"command", "config", "debug"}
+
+
+def config_path(argv: list[str]) -> str | None:
+    """The value of `--config` in `argv`, if any (before parsing: it changes the parser)."""
+    for i, a in enumerate(argv):
+        if a == "--config":
+            if i + 1 == len(argv):
+                raise ValueError("--config needs a FILE.toml.")
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"--config: no file {path!r}.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"--config {path!r} is not valid TOML: {e}") from None
+
+
+def _convert(action: argparse.Action, key: str, value: Any, path: str):
+    """`value` checked and converted as the command line would (same `type`, `choices`)."""
+    where = f"--config {path!r}: {key}"
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} is a switch: true or false, got {value!r}.")
+        return value  # the option's value, as OUT.config.toml records it
+    if isinstance(action, argparse._AppendAction):
+        if not isinstance(value, list):
+            raise ValueError(f"{where} is repeatable: give a list, got {value!r}.")
+        return [_scalar(action, where, v) for v in value]
+    return _scalar(action, where, value)
+
+
+def _scalar(action: argparse.Action, where: str, value: Any):
+    if isinstance(value, dict | list) or isinstance(value, bool):
+        raise ValueError(f"{where} must be a single number or string, got {value!r}.")
+    text = value if isinstance(value, str) else repr(value)
+    try:
+        out = action.type(text) if callable(action.type) else text
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    if action.choices is not None and out not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise ValueError(f"{where} must be one of {choices}, got {out!r}.")
+    return out
+
+
+def _dests(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+
+
+def apply_config(commands: dict[str, argparse.ArgumentParser], command: str, path: str) -> None:
+    """Make the options in `path` the defaults of `commands[command]` (the command line still
+    overrides them); options given there are no longer required on the command line.
+
+    Keys of the `[command]` table must be options of that command. Top-level keys are shared:
+    they apply to every command that has the option, and must be an option of some command
+    (a typo is an error, never ignored)."""
+    data = _read(path)
+    tables = [k for k, v in data.items() if isinstance(v, dict) and k not in commands]
+    if tables:
+        raise ValueError(f"--config {path!r}: [{tables[0]}] is not a sqdiff command "
+                         f"({', '.join(commands)}).")  # fmt: skip
+    shared = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    section = data.get(command, {})
+    actions = _dests(commands[command])
+    every = {d for p in commands.values() for d in _dests(p)}
+    for key in section:
+        if key.replace("-", "_") not in actions:
+            known = ", ".join(sorted(d.replace("_", "-") for d in actions))
+            raise ValueError(f"--config {path!r}: {command} has no option {key!r} "
+                             f"(known: {known}).")  # fmt: skip
+    for key in shared:
+        if key.replace("-", "_") not in every:
+            raise ValueError(f"--config {path!r}: no sqdiff command has an option {key!r}.")
+    values = {k: v for k, v in shared.items() if k.replace("-", "_") in actions}
+    values.update(section)
+    for key, value in values.items():
+        action = actions[key.replace("-", "_")]
+        action.default = _convert(action, key, value, path)
+        action.required = False
+        if not action.option_strings:  # a positional given in the file: optional on the line
+            action.nargs = "?"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+
+def write_resolved(args: argparse.Namespace, out: str) -> str:
+    """Write `OUT.config.toml` beside `out`: every resolved option of this run (None = unset
+    is left out), readable again with `--config`. Returns its path."""
+    from .io import atomic_write
+
+    path = os.fspath(out).rstrip("/") + ".config.toml"
+    lines = [
+        f"# sqdiff {__version__}: resolved configuration of `sqdiff {args.command}`",
+        f"# rerun: sqdiff {args.command} --config {os.path.basename(path)}",
+        "",
+        f"[{args.command}]",
+    ]
+    for key, value in sorted(vars(args).items()):
+        if key in _NOT_SAVED or value is None:
+            continue
+        lines.append(f"{key.replace('_', '-')} = {_toml_value(value)}")
+    text = "\n".join(lines) + "\n"
+    tomllib.load(io.BytesIO(text.encode()))  # what we write must read back
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+    return path
