@@ -872,9 +872,9 @@ def main(argv=None) -> int:
             "osq": cmd_osq,
             "demo": cmd_demo,
         }
-        rc = commands[args.command](args)
+        rc = commands[args.command](args)  # 0, or 1 when the written chains look unhealthy
         out = getattr(args, "out", None)
-        if out is not None and os.path.exists(out):
+        if rc in (0, 1) and out is not None and os.path.exists(out):
             from ._cli_config import write_resolved
 
             write_resolved(args, out)
