@@ -38,7 +38,7 @@ from torch import nn
 import sqdiff as sq
 from sqdiff._xla import hot_jit
 from sqdiff.checkpoint import TrainConfig, make_optimizer
-from sqdiff.train import build_model, train
+from sqdiff.train import _advance, build_model, train
 
 
 def _t(a):
@@ -202,34 +202,20 @@ def torch_step(net, ema, opt, x0, clip=1.0, ema_decay=0.999):
     return step
 
 
-def sqdiff_single_step(model, data, cfg):
-    """The body of sqdiff's training scan, jitted alone (one host call per step)."""
+def sqdiff_single_step(model, spec, data, cfg):
+    """sqdiff.train's own scan body (`_advance`) for one step, jitted alone: one host call
+    per step."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    opt = make_optimizer(cfg)
-    objective = sq.specs.ModelSpec.from_json(_SPEC, None).build_objective(None)
-
-    @hot_jit  # compiled like sqdiff.train's scan (same XLA options), one step per call
-    def step(params, ema, opt_state, i):
-        k_batch, k_loss = jr.split(jr.fold_in(jr.key(0), i))
-        batch = data[jr.randint(k_batch, (cfg.batch,), 0, data.shape[0])]
-        loss, grads = eqx.filter_value_and_grad(
-            lambda p: objective.loss(eqx.combine(p, static), k_loss, batch)
-        )(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        params = eqx.apply_updates(params, updates)
-        ema = jax.tree.map(lambda e, p: 0.999 * e + 0.001 * p, ema, params)
-        return params, ema, opt_state, loss
-
-    state = [params, params, opt.init(params)]
+    objective = sq.specs.ModelSpec.from_json(spec, None).build_objective(None)
+    # compiled like sqdiff.train's scan (same XLA options); the inner _advance is inlined
+    one = hot_jit(lambda state, i: _advance(objective, cfg, static, data, state, i, 1)[0])
+    state = [(params, params, make_optimizer(cfg).init(params))]
 
     def run():
-        state[:3] = step(*state, jnp.int32(0))[:3]
+        state[0] = one(state[0], jnp.int32(0))
         return state[0]
 
     return run
-
-
-_SPEC: dict = {}
 
 
 def best_of(fns, repeats):
@@ -252,15 +238,15 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
     a = p.parse_args()
-    _SPEC.update(
-        model="unet",
-        kwargs={"d": 2, "channels": a.channels, "levels": a.levels},
-        schedule={"name": "ve", "sigma": 25.0},
-        config_shape=[a.L, a.L],
-        group="euclidean",
-    )
+    spec = {
+        "model": "unet",
+        "kwargs": {"d": 2, "channels": a.channels, "levels": a.levels},
+        "schedule": {"name": "ve", "sigma": 25.0},
+        "config_shape": [a.L, a.L],
+        "group": "euclidean",
+    }
     torch.manual_seed(0)
-    model = build_model(_SPEC)
+    model = build_model(spec)
     net = TorchUNet(model)
     k0, k1, k2 = jr.split(jr.key(1), 3)
     x0 = jr.normal(k0, (a.batch, a.L, a.L))
@@ -274,9 +260,9 @@ def main():
     runs = iter(range(10**6))
 
     def sqdiff_train():
-        train(f"{tmp}/run{next(runs)}", data, _SPEC, cfg, progress=False)
+        train(f"{tmp}/run{next(runs)}", data, spec, cfg, progress=False)
 
-    single = sqdiff_single_step(model, data, cfg)
+    single = sqdiff_single_step(model, spec, data, cfg)
 
     def sqdiff_noloop():
         for _ in range(a.steps):
