@@ -46,7 +46,7 @@ from .schedules import (
     VarianceExploding,
     VariancePreserving,
 )
-from .solvers import GeometricEulerMaruyama, GeometricHeun, log_likelihood, solve
+from .solvers import GeometricEulerMaruyama, GeometricHeun, LogDetSolver, log_likelihood, solve
 from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
 from .theories import (
     AbstractAction,
@@ -122,6 +122,7 @@ __all__ = [
     "GaussianMixture",
     "GeometricEulerMaruyama",
     "GeometricHeun",
+    "LogDetSolver",
     "LuscherRK3",
     "analyze_flow",
     "flow_observables",

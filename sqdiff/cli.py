@@ -243,7 +243,8 @@ def _add_sample(sub) -> None:
     sa.add_argument(
         "--steps",
         type=_COUNT,
-        help="reverse SDE / ODE steps (default 500; OSQ: the training steps)",
+        help="reverse SDE / ODE steps (default 500; IMH on sun/un: flow steps, default 100; "
+        "OSQ: the training steps)",
     )
     sa.add_argument(
         "--t-mh",
@@ -543,38 +544,66 @@ def cmd_measure(args) -> int:
     first = next(iter(results.values()), None)
     if args.flow is not None:
         results.update(_flowed(args, ens))
+    m = ens.metadata
+    diagnostics = {"acceptance": m["acceptance"], "health": health.to_json()}
+    if ens.log_weights is not None and first is not None:
+        diagnostics.update(ess=first.ess, n=int(ens.log_weights.size), pareto_k=first.pareto_k)
+    definitions = {k: v for k, v in ens.action.definitions().items() if k in results}
+    if args.flow is not None:
+        definitions.update(_flow_definitions(results))
     if args.json:
         out = {
-            k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
-            for k, r in results.items()
+            "theory": m["theory"],
+            "params": m["params"],
+            "observables": {
+                k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
+                for k, r in results.items()
+            },
+            "diagnostics": diagnostics,
+            "definitions": definitions,
         }
-        out["acceptance"] = {"value": ens.metadata["acceptance"], "error": 0.0, "tau_int": 0.5}
-        if ens.log_weights is not None and first is not None:
-            out["ess"] = {"value": first.ess, "error": 0.0, "tau_int": 0.5}
-            out["pareto_k"] = {"value": first.pareto_k, "error": 0.0, "tau_int": 0.5}
-        out["health"] = health.to_json()
         print(json.dumps(out))
         return 0
-    m = ens.metadata
     if not health.ok:
         print(f"UNHEALTHY (measured with --force): {'; '.join(health.problems)}")
-    print(
-        f"{m['theory']} {m['params']}  sampler {m['sampler']}  "
-        f"{m['n_chains']}×{m['n_samples']} configs  acceptance {m['acceptance']:.3f}"
-    )
+    print(f"{m['theory']} {m['params']}  {m['n_chains']}×{m['n_samples']} configurations")
     if ens.log_weights is not None:
-        ess = first.ess if first is not None else float("nan")
-        k = first.pareto_k if first is not None else float("nan")
-        flag = "  (k̂ > 0.7: UNRELIABLE)" if not k <= 0.7 else ""
-        print(
-            f"importance-weighted: values reweighted, ESS {ess:.1f} of {ens.log_weights.size}, "
-            f"Pareto k̂ {k:.2f}{flag}"
-        )
+        print("importance-weighted: the values below are reweighted")
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
     for k, r in results.items():
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
         print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}")
+    print("errors: Γ-method (autocorrelation included); tau_int in units of saved configurations")
+    for k, text in definitions.items():
+        print(f"  {k}: {text}")
+    print(f"sampler: {m['sampler']}")
+    line = f"diagnostics: acceptance {m['acceptance']:.3f}"
+    if "pareto_k" in diagnostics:
+        k = diagnostics["pareto_k"]
+        flag = "  (k̂ > 0.7: UNRELIABLE)" if not k <= 0.7 else ""
+        line += f", ESS {diagnostics['ess']:.1f} of {diagnostics['n']}, Pareto k̂ {k:.2f}{flag}"
+    print(line + ("" if health.ok else "; " + "; ".join(health.problems)))
     return 0
+
+
+#: what `measure --flow` adds (sqdiff.gradient_flow), by the start of the name
+FLOW_DEFINITIONS = {
+    "t2E_clov": "t²E at the final flow time T, E from the clover field strength",
+    "t2E_plaq": "t²E at the final flow time T, E from the plaquette",
+    "t0/a^2": "t0/a²: t²E(t0) = --flow-ref (clover; nan when T does not reach it)",
+    "w0/a": "w0/a: t d/dt[t²E](w0²) = --flow-ref (clover; nan when T does not reach it)",
+    "Q(t=": "the charge of the flowed links (clover in 4D, arg det in 2D U(N))",
+    "chi_t": "χ_t = ⟨Q²⟩/V of the flowed charge",
+}
+
+
+def _flow_definitions(results) -> dict[str, str]:
+    return {
+        name: text
+        for name in results
+        for start, text in FLOW_DEFINITIONS.items()
+        if name.startswith(start)
+    }
 
 
 def _flowed(args, ens):
@@ -711,7 +740,7 @@ def cmd_sample(args) -> int:
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
         "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm"),
-        "imh": () if not is_osq else ("steps",),
+        "imh": ("steps",),
     }[args.method]
     kw = {k: options[k] for k in wanted if options[k] is not None}
     res = sample_model(

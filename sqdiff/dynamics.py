@@ -320,11 +320,19 @@ class ProbabilityFlow(_ScheduleDynamics):
     velocity `−½ g² s` is a periodic field, so the flow is a diffeomorphism of the torus and the
     same formula holds for densities on `(−π, π]^n` with the wrapped-normal prior
     (`prior_logp`); the endpoint is wrapped into `(−π, π]`.
+
+    On SU(N) and U(N) links (VE schedule) the flow is `dU/dt = i v^a T^a U` with the same
+    `v^a = −½ g² s^a` in algebra coordinates (the forward process's heat equation
+    `∂_t p = ½ g² Σ_a ∇^a∇^a p` written as a continuity equation), the prior is Haar
+    (`log p_T = 0` for normalised Haar measure) and `solve` integrates it with a fixed-step
+    Lie-group Runge–Kutta method (`LuscherRK3`) whose steps carry their exact log-Jacobian
+    (`LogDetSolver`): `Δ` is then the log-density change of the *discrete* map, exact at any
+    step count. `divergence="exact"` computes it, `"none"` skips it (`Δ = 0`; sampling only).
     """
 
     schedule: AbstractSchedule
     score: Callable
-    divergence: Literal["exact", "hutchinson"] = eqx.field(static=True)
+    divergence: Literal["exact", "hutchinson", "none"] = eqx.field(static=True)
     group: AbstractGroup
     is_sde: ClassVar[bool] = False
 
@@ -332,15 +340,14 @@ class ProbabilityFlow(_ScheduleDynamics):
         self,
         schedule: AbstractSchedule,
         score: Callable,
-        divergence: Literal["exact", "hutchinson"] = "exact",
+        divergence: Literal["exact", "hutchinson", "none"] = "exact",
         group: AbstractGroup = Euclidean(),
     ):
-        if not group.is_flat:
+        allowed = ("exact", "hutchinson", "none") if group.is_flat else ("exact", "none")
+        if divergence not in allowed:
             raise ValueError(
-                f"ProbabilityFlow is implemented for Euclidean fields and U(1) angles, got {group}."
+                f"`divergence` must be one of {allowed} on {group}, got {divergence!r}."
             )
-        if divergence not in ("exact", "hutchinson"):
-            raise ValueError(f"`divergence` must be 'exact' or 'hutchinson', got {divergence!r}.")
         if not callable(score):
             raise TypeError("`score` must be a callable score(t, φ).")
         self.schedule = schedule
@@ -349,18 +356,27 @@ class ProbabilityFlow(_ScheduleDynamics):
         self.group = group
         self._check_group()
 
+    @property
+    def step_jacobian(self) -> bool:
+        """Whether `solve` integrates this flow with `LogDetSolver` (matrix groups): fixed
+        steps, `Δ` from the exact Jacobian of each step."""
+        return not self.group.is_flat
+
     def velocity(self, t, phi):
-        """`v(t, φ) = a(t)φ − ½ g(t)² s(t, φ)` (`a = 0` on U(1), where only VE is allowed)."""
-        return self.schedule.drift_coeff(t) * phi - 0.5 * self.schedule.diffusion(t) ** 2 * (
-            self.score(t, phi)
-        )
+        """`v(t, φ) = a(t)φ − ½ g(t)² s(t, φ)` in algebra coordinates (`a = 0` off Euclidean
+        fields, where only VE is allowed)."""
+        kick = -0.5 * self.schedule.diffusion(t) ** 2 * self.score(t, phi)
+        return kick if self.schedule.drift_free else self.schedule.drift_coeff(t) * phi + kick
 
     def prior_logp(self, z: Array) -> Array:
         """Log-density of the prior at `t = T`: `N(0, Σ(T)²)` per site, wrapped onto the circle
         for U(1) angles (`log` of `(1/2π)[1 + 2 Σ_k e^{−k²Σ²/2} cos kz]`, Jacobi's dual series,
-        exact to double precision for `Σ(T) ≥ 1`)."""
+        exact to double precision for `Σ(T) ≥ 1`); `0` for Haar links on SU(N)/U(N) (the
+        density against normalised Haar measure, in which `e^{−S}` is also written)."""
         if self.group.is_vector_space:
             return self.schedule.prior_logp(z)
+        if not self.group.is_flat:
+            return jnp.zeros((), _real_dtype(z))
         return wrapped_normal_logp(z, self.schedule.prior_std)
 
     def endpoint(self, phi: Array) -> Array:
@@ -387,8 +403,14 @@ class ProbabilityFlow(_ScheduleDynamics):
     def terms(
         self, brownian=None, *, key: PRNGKeyArray | None = None, shape=None
     ) -> diffrax.AbstractTerm:
-        """`ODETerm` on `(φ, Δ)`. `key` and `shape` draw the Hutchinson probe."""
-        if self.divergence == "hutchinson":
+        """`ODETerm` on `(φ, Δ)`: the increment of `φ` in the state representation and
+        `∇·v` (`0` with `divergence="none"`, and on matrix groups, whose `Δ` is the solver's:
+        `LogDetSolver`). `key` and `shape` draw the Hutchinson probe."""
+        if self.divergence == "none" or self.step_jacobian:
+
+            def div(t, phi):
+                return jnp.zeros((), _real_dtype(phi))
+        elif self.divergence == "hutchinson":
             if key is None or shape is None:
                 raise ValueError("divergence='hutchinson' needs `key` and `shape` for its probe.")
             probe = jr.rademacher(key, shape).astype(float)
@@ -402,7 +424,7 @@ class ProbabilityFlow(_ScheduleDynamics):
 
         def vf(t, y, args):
             phi, _ = y
-            return self.velocity(t, phi), div(t, phi)
+            return self.group.algebra(self.velocity(t, phi)), div(t, phi)
 
         return diffrax.ODETerm(vf)
 

@@ -170,6 +170,12 @@ class AbstractGroup(eqx.Module):
     def coordinates(self, A: Array) -> Float[Array, "..."]:
         """Increment in the state representation → coordinates `X^a` (inverse of `algebra`)."""
 
+    def tangent_coordinates(self, U: Array, dU: Array) -> Float[Array, "..."]:
+        """Algebra coordinates `X` of a tangent vector `dU` at `U`, right-trivialised:
+        `dU = (i X^a T^a) U` (`dU` itself on flat groups). The Jacobian of a map of the group
+        in these coordinates has the determinant of its density against Haar measure."""
+        return self.coordinates(dU)
+
     def inner(self, X: Float[Array, "..."], Y: Float[Array, "..."]) -> Float[Array, ""]:
         """Algebra inner product `Σ X^a Y^a` summed over the lattice (`= 2 Σ tr(A_X† A_Y)`)."""
         return jnp.sum(X * Y)
@@ -499,6 +505,9 @@ class _MatrixGroup(AbstractGroup):
         T = self.basis(jnp.real(A).dtype)
         return 2 * jnp.real(jnp.einsum("aji,...ij->...a", T, -1j * A))
 
+    def tangent_coordinates(self, U, dU):
+        return self.coordinates(_matmul(dU, _dagger(U)))
+
     def _expm(self, A):
         return _expm_taylor(A)
 
@@ -614,12 +623,14 @@ class SUN(_MatrixGroup):
     def _expm(self, A):
         if self.N == 2:
             # A = i a·σ/2 → exp(A) = cos(|a|/2) + i sin(|a|/2) â·σ  =  cos r + sin(r)/r · A.
+            # Series below r = 1e-4 (and no sqrt there): derivatives stay finite at A = 0.
             r2 = -0.5 * jnp.real(jnp.einsum("...ij,...ji->...", A, A))  # |a|²/4 = r²
-            r = jnp.sqrt(jnp.maximum(r2, 0.0))
-            safe = jnp.where(r > 1e-4, r, 1.0)
-            sinc = jnp.where(r > 1e-4, jnp.sin(safe) / safe, 1.0 - r2 / 6.0)
+            big = r2 > 1e-8
+            r = jnp.sqrt(jnp.where(big, r2, 1.0))
+            cos = jnp.where(big, jnp.cos(r), 1.0 - r2 / 2.0 + r2**2 / 24.0)
+            sinc = jnp.where(big, jnp.sin(r) / r, 1.0 - r2 / 6.0 + r2**2 / 120.0)
             eye = jnp.eye(2, dtype=A.dtype)
-            return jnp.cos(r)[..., None, None] * eye + sinc[..., None, None] * A
+            return cos[..., None, None] * eye + sinc[..., None, None] * A
         return _expm_taylor(A)
 
     def reunitarize(self, U: Array) -> Array:

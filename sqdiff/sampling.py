@@ -140,14 +140,16 @@ def sample_ode(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     batch: int = 256, progress: bool = False,
 ) -> SampleResult:  # fmt: skip
-    """`n` samples by the probability-flow ODE (Song et al. 2021, Eq. 13), `steps` Tsit5 steps
-    from `T` to `10⁻³ T`."""
+    """`n` samples by the probability-flow ODE (Song et al. 2021, Eq. 13) from `T` to `10⁻³ T`:
+    `steps` Tsit5 steps on flat fields, `steps` Lie-group RK3 steps (`LuscherRK3`) on a
+    geometric grid on SU(N)/U(N)."""
     sch, shape = model.schedule, action.config_shape
-    flow = ProbabilityFlow(sch, model, divergence="hutchinson", group=action.group)
+    flow = ProbabilityFlow(sch, model, divergence="none", group=action.group)
+    grid = "uniform" if action.group.is_flat else "geometric"
 
     def one(k):
-        z = sch.prior_sample(k, shape)
-        return solve(flow, z, sch.T, 1e-3 * sch.T, n_steps=steps, probe_key=k).ys[0][-1]
+        z = flow.prior_sample(k, shape)
+        return solve(flow, z, sch.T, 1e-3 * sch.T, n_steps=steps, grid=grid).ys[0][-1]
 
     x = map_batched(one, jr.split(key, n), batch, progress, "dm-ode")
     return _independent(x, action, "dm-ode", steps=steps)
@@ -203,25 +205,31 @@ def sample_maala(
 
 
 def sample_imh(
-    key: PRNGKeyArray, model, action: AbstractAction, n: int, *, batch: int = 256,
-    progress: bool = False,
+    key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int | None = None,
+    batch: int = 256, progress: bool = False,
 ) -> SampleResult:  # fmt: skip
-    """The exact independence-MH chain through `n` probability-flow proposals (exact
-    divergence, rtol = atol = 1e-6: log q within ~3e-3 of rtol 1e-7 on U(1) L = 8)."""
+    """The exact independence-MH chain through `n` probability-flow proposals. Flat fields:
+    exact divergence, adaptive at rtol = atol = 1e-6 (log q within ~3e-3 of rtol 1e-7 on U(1)
+    L = 8). SU(N)/U(N): `steps` (default 100) Lie-group RK3 steps on a geometric time grid,
+    each with its exact Jacobian (`LogDetSolver`), so log q is exact for the map applied."""
     shape = action.config_shape
-    if int(np.prod(shape)) > IMH_MAX_SITES:
+    group = action.group
+    dims = int(np.prod(group.noise_shape(group.lattice_of(tuple(shape)))))
+    if dims > IMH_MAX_SITES:
         raise ValueError(
-            f"IMH needs the exact Jacobian: at most {IMH_MAX_SITES} sites, got "
-            f"{int(np.prod(shape))}; use method='maala'."
+            f"IMH needs the exact Jacobian: at most {IMH_MAX_SITES} coordinates, got {dims}; "
+            "use method='maala'."
         )
-    flow = ProbabilityFlow(model.schedule, model, divergence="exact", group=action.group)
+    flow = ProbabilityFlow(model.schedule, model, divergence="exact", group=group)
     k0, k1 = jr.split(key)
-    props = flow_proposals(k0, flow, shape, n, rtol=1e-6, atol=1e-6, batch=batch, progress=progress)
+    props = flow_proposals(
+        k0, flow, shape, n, rtol=1e-6, atol=1e-6, batch=batch, progress=progress, steps=steps
+    )
     chain, accepted = independence_mh(k1, action, props)
     k = pareto_khat(np.asarray(target_log_weights(action, props)))
     warn_pareto_k(k, "IMH proposal weights")
     meta = {
-        "sampler": {"sampler": "dm-imh"},
+        "sampler": {"sampler": "dm-imh", **({} if steps is None else {"steps": steps})},
         "acceptance": float(jnp.mean(accepted)),
         "pareto_k": k,
     }

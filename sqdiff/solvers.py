@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import diffrax
 import equinox as eqx
@@ -27,7 +27,14 @@ from ._xla import hot_jit
 from .dynamics import AbstractDynamics, ProbabilityFlow
 from .groups import AbstractGroup, Euclidean
 
-__all__ = ["GeometricEulerMaruyama", "GeometricHeun", "LuscherRK3", "solve", "log_likelihood"]
+__all__ = [
+    "GeometricEulerMaruyama",
+    "GeometricHeun",
+    "LogDetSolver",
+    "LuscherRK3",
+    "solve",
+    "log_likelihood",
+]
 
 
 class GeometricEulerMaruyama(diffrax.AbstractItoSolver):
@@ -158,6 +165,92 @@ class LuscherRK3(diffrax.AbstractAdaptiveSolver):
         return terms.vf(t0, y0, args)
 
 
+class _StateTerm(AbstractTerm):
+    """The `U` part of a term on `(U, ℓ)` (time direction and control kept: diffrax wraps
+    the terms of a backward solve)."""
+
+    term: AbstractTerm
+
+    def vf(self, t, y, args):
+        return self.term.vf(t, (y, jnp.zeros((), jnp.real(y).dtype)), args)[0]
+
+    def contr(self, t0, t1, **kwargs):
+        return self.term.contr(t0, t1, **kwargs)
+
+    def prod(self, vf, control):
+        return self.term.prod((vf, jnp.zeros((), jnp.real(vf).dtype)), control)[0]
+
+
+class LogDetSolver(diffrax.AbstractSolver):
+    r"""A deterministic group solver that also carries the exact log-Jacobian of its steps.
+
+    The state is `(U, ℓ)`. One step applies `solver`'s map `Φ_n: U_n ↦ U_{n+1}` and adds
+    `log |det J_n|`, with `J_n = ∂X'/∂X` the Jacobian of `exp(iX'^aT^a) U_{n+1} =
+    Φ_n(exp(iX^aT^a) U_n)` at `X = 0` (right-trivialised algebra coordinates,
+    `group.tangent_coordinates`; plain coordinates on flat fields). Haar measure is invariant,
+    so `|det J_n|` is the density of `Φ_n` against Haar measure and, by the change of variables,
+    `log p(U_N) = log p(U_0) − ℓ_N` for the law pushed forward by the *discrete* map: exact for
+    any step size while each `Φ_n` is a diffeomorphism (true when `Δt · Lip(v) < 1`; a
+    non-positive `det J_n` is reported as `ℓ = nan`). Cost: one forward-mode Jacobian of the step
+    (as many tangents as coordinates) per step.
+
+    This is the discrete counterpart of the instantaneous change of variables
+    `d log p/dt = −div v` (Chen et al., NeurIPS 2018), with the Lie-derivative divergence of a
+    right-invariant frame on a unimodular group. Fixed time grids only: a step size chosen from
+    the state would add its own derivative to the Jacobian.
+
+    Args:
+        solver: a deterministic diffrax solver of the group (`LuscherRK3`,
+            `GeometricEulerMaruyama` on an ODE term, `diffrax.Tsit5` on flat fields).
+        group: the group of `U`.
+        jacobian: `False` steps `U` only and leaves `ℓ` unchanged (sampling without density).
+    """
+
+    solver: diffrax.AbstractSolver
+    group: AbstractGroup
+    jacobian: bool = eqx.field(static=True, default=True)
+    term_structure: ClassVar = AbstractTerm
+    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def _map(self, terms, t0, t1, args):
+        """`U ↦ Φ(U)` with the solver acting on `U` alone (the `ℓ` part of the term is unused)."""
+        inner = _StateTerm(terms)
+        return lambda U: self.solver.step(inner, t0, t1, U, args, None, False)[0]
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        U0, logdet = y0
+        phi = self._map(terms, t0, t1, args)
+        if self.jacobian:
+            U1, step_logdet = self._step_with_logdet(phi, U0)
+            logdet = logdet + step_logdet
+        else:
+            U1 = phi(U0)
+        y1 = (U1, logdet)
+        return y1, None, dict(y0=y0, y1=y1), None, diffrax.RESULTS.successful
+
+    def _step_with_logdet(self, phi, U0):
+        """`Φ(U0)` and `log det J` of the step (nan unless `det J > 0`)."""
+        g = self.group
+        X0 = jnp.zeros(g.noise_shape(g.lattice_shape(U0)), jnp.real(U0).dtype)
+        U1, tangent = jax.linearize(lambda X: phi(g.retract(U0, X)), X0)
+        n = X0.size
+        basis = jnp.eye(n, dtype=X0.dtype).reshape((n,) + X0.shape)
+        dU = jax.vmap(tangent)(basis)  # (n, *U.shape): the image of each coordinate direction
+        J = jax.vmap(lambda d: g.tangent_coordinates(U1, d))(dU).reshape(n, n)
+        sign, logabs = jnp.linalg.slogdet(J)
+        return U1, jnp.where(sign > 0, logabs, jnp.nan)
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+
 def _time_interval(dynamics, t0, t1):
     """Validate physical times and map them to the dynamics' solver time."""
     for name, t in (("t0", t0), ("t1", t1)):
@@ -199,6 +292,7 @@ def solve(
     probe_key: PRNGKeyArray | None = None,
     brownian: diffrax.AbstractBrownianPath | None = None,
     check_finite: bool = True,
+    grid: Literal["uniform", "geometric"] = "uniform",
 ) -> diffrax.Solution:
     r"""Integrate `dynamics` from physical time `t0` to `t1` starting at `y0`.
 
@@ -210,6 +304,9 @@ def solve(
       (additive noise, flat states), `GeometricHeun` with a step-doubling error estimate that
       sees the noise (groups) or `Tsit5` for ODEs.
 
+    `grid="geometric"` spaces the fixed steps geometrically in physical time between `t0` and
+    `t1` (both > 0): equal steps in `log t`, i.e. in `log σ²` near `t = 0` (the natural grid of a
+    probability flow, whose velocity grows like `1/t` there).
     `ts` (physical times) saves the state there; otherwise only the final state is saved.
     `brownian` drives an SDE by a given diffrax path instead of one made from `key` (e.g. the
     increments drawn up front that optimal SQ differentiates through with checkpointing).
@@ -222,6 +319,8 @@ def solve(
     """
     given_noise = key if brownian is None else brownian
     y0, adaptive, n_steps = _check_arguments(dynamics, y0, given_noise, n_steps, adaptive)
+    if adaptive and grid != "uniform":
+        raise ValueError(f"`grid={grid!r}` is a fixed-step grid: pass `n_steps` with it.")
     s0, s1 = _time_interval(dynamics, t0, t1)
     real = jnp.real(jnp.zeros((), y0.dtype)).dtype
     if brownian is None:
@@ -236,7 +335,7 @@ def solve(
         if dt0 is None:
             dt0 = (s1 - s0) / 100
     else:
-        controller = diffrax.StepTo(ts=jnp.linspace(s0, s1, n_steps + 1, dtype=real))
+        controller = diffrax.StepTo(ts=_step_grid(dynamics, t0, t1, s0, s1, n_steps, grid, real))
         dt0, max_steps = None, n_steps
     if ts is None:
         saveat = diffrax.SaveAt(t1=True)
@@ -257,6 +356,20 @@ def solve(
     if dynamics.time_reversed and sol.ts is not None:
         sol = eqx.tree_at(lambda s: s.ts, sol, dynamics.physical_time(sol.ts))
     return sol
+
+
+def _step_grid(dynamics, t0, t1, s0, s1, n_steps, grid, real):
+    """The `n_steps + 1` solver times of a fixed-step solve (see `solve`'s `grid`)."""
+    if grid == "uniform":
+        return jnp.linspace(s0, s1, n_steps + 1, dtype=real)
+    if grid != "geometric":
+        raise ValueError(f"`grid` must be 'uniform' or 'geometric', got {grid!r}.")
+    if is_concrete((t0, t1)) and not (float(t0) > 0 and float(t1) > 0):
+        raise ValueError(f"grid='geometric' needs t0, t1 > 0, got t0={t0}, t1={t1}.")
+    frac = jnp.arange(n_steps + 1, dtype=real) / n_steps
+    t = jnp.asarray(t0, real) * (jnp.asarray(t1, real) / jnp.asarray(t0, real)) ** frac
+    s = dynamics.physical_time(t)
+    return s.at[0].set(s0).at[-1].set(s1)
 
 
 def _finite_or_error(ys, dynamics, t0, t1, n_steps):
@@ -306,11 +419,7 @@ def _noise_and_solver(dynamics, y0, s0, s1, key, adaptive, solver, adjoint, args
     group = dynamics.group
     if not dynamics.is_sde:
         if solver is None:
-            solver = (
-                diffrax.Tsit5()
-                if group.is_flat
-                else (GeometricHeun(group) if adaptive else GeometricEulerMaruyama(group))
-            )
+            solver = _ode_solver(dynamics, adaptive)
         return None, solver, adjoint
     noise = jax.ShapeDtypeStruct(dynamics.noise_shape(y0), real)
     if not adaptive:
@@ -336,6 +445,22 @@ def _noise_and_solver(dynamics, y0, s0, s1, key, adaptive, solver, adjoint, args
     return bm, solver, adjoint
 
 
+def _ode_solver(dynamics, adaptive: bool) -> diffrax.AbstractSolver:
+    """`Tsit5` on flat fields, the geometric solvers on groups; a group probability flow
+    steps with `LuscherRK3` inside `LogDetSolver` (fixed steps: its `Δ` is exact)."""
+    group = dynamics.group
+    if isinstance(dynamics, ProbabilityFlow) and dynamics.step_jacobian:
+        if adaptive:
+            raise ValueError(
+                f"the probability flow on {group} carries the exact Jacobian of each step, "
+                "which needs a fixed time grid: pass `n_steps` (and `grid='geometric'`)."
+            )
+        return LogDetSolver(LuscherRK3(group), group, jacobian=dynamics.divergence == "exact")
+    if group.is_flat:
+        return diffrax.Tsit5()
+    return GeometricHeun(group) if adaptive else GeometricEulerMaruyama(group)
+
+
 def _needs_levy(solver) -> bool:
     return isinstance(solver, (diffrax.ShARK, diffrax.SRA1, diffrax.SPaRK, diffrax.GeneralShARK))
 
@@ -346,7 +471,7 @@ def _diffeqsolve(terms, solver, t0, t1, dt0, y0, args, saveat, controller, adjoi
     with warnings.catch_warnings():
         # SU(N) states are complex matrices; our geometric solvers handle them (tested), so
         # diffrax's generic caution about complex dtypes does not apply.
-        if isinstance(solver, (GeometricEulerMaruyama, GeometricHeun, LuscherRK3)):
+        if isinstance(solver, (GeometricEulerMaruyama, GeometricHeun, LuscherRK3, LogDetSolver)):
             warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
         return diffrax.diffeqsolve(
             terms,

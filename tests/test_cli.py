@@ -36,10 +36,13 @@ def test_generate_and_measure_json(tmp_path, capsys):
     capsys.readouterr()
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    phi2 = res["<phi^2>"]
+    assert set(res) == {"theory", "params", "observables", "diagnostics", "definitions"}
+    phi2 = res["observables"]["<phi^2>"]
     assert set(phi2) == {"value", "error", "tau_int"}
     assert abs(phi2["value"] - 0.862097) < 5 * phi2["error"]  # REFERENCE.md, loose: tiny run
-    assert 0 < res["acceptance"]["value"] <= 1
+    # sampler diagnostics apart from the physics, and the definitions of derived quantities
+    assert 0 < res["diagnostics"]["acceptance"] <= 1 and res["diagnostics"]["health"]["ok"]
+    assert "acceptance" not in res["observables"] and "kappa2" in res["definitions"]
 
 
 def test_measure_table_for_u1(tmp_path, capsys):
@@ -69,6 +72,11 @@ def test_measure_table_for_u1(tmp_path, capsys):
     text = capsys.readouterr().out
     for name in ("plaquette", "chi_t", "tau_int"):
         assert name in text
+    # the definitions follow the table; the sampler's diagnostics come last, apart
+    assert "chi_t: χ_t = ⟨Q²⟩/V" in text
+    lines = text.strip().splitlines()
+    assert lines[-1].startswith("diagnostics: acceptance")
+    assert not any(line.startswith("acceptance") for line in lines)
 
 
 @pytest.mark.parametrize(
@@ -356,7 +364,8 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
     capsys.readouterr()
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["<phi^2>"]["value"] > 0 and 0 < res["acceptance"]["value"] <= 1
+    obs = res["observables"]
+    assert obs["<phi^2>"]["value"] > 0 and 0 < res["diagnostics"]["acceptance"] <= 1
 
 
 def test_sample_command_bad_input(toy_model, tmp_path, capsys):
@@ -459,8 +468,9 @@ def test_osq_command_trains_and_sample_writes_a_weighted_ensemble(osq_model, cap
     assert ens.log_weights.shape == (1, 300) and ens.metadata["weighted"]
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert 1 < res["ess"]["value"] <= 300 and res["<phi^2>"]["error"] > 0
-    assert np.isfinite(res["pareto_k"]["value"])
+    diag = res["diagnostics"]
+    assert 1 < diag["ess"] <= 300 == diag["n"] and res["observables"]["<phi^2>"]["error"] > 0
+    assert np.isfinite(diag["pareto_k"])
     # score matching on weighted paths would learn the proposal: refused
     assert main(["train", str(out), "--out", str(osq_model / "dm"), "--quiet"]) == 2
     assert "importance-weighted" in capsys.readouterr().err
@@ -481,8 +491,9 @@ def test_osq_sq_reference_log_variance_on_one_site(tmp_path, capsys):
     capsys.readouterr()
     assert main(["measure", out, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["ess"]["value"] > 1000
-    assert abs(res["<phi^2>"]["value"] - 0.999917) < 4 * res["<phi^2>"]["error"]
+    assert res["diagnostics"]["ess"] > 1000
+    phi2 = res["observables"]["<phi^2>"]
+    assert abs(phi2["value"] - 0.999917) < 4 * phi2["error"]
 
 
 def test_osq_command_bad_input(osq_model, tmp_path, capsys):
@@ -534,7 +545,8 @@ def test_generate_exact_u1(tmp_path, capsys):
     capsys.readouterr()
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    chi = res["chi_t"]
+    chi = res["observables"]["chi_t"]
+    assert res["definitions"]["chi_t"] == "χ_t = ⟨Q²⟩/V"
     assert abs(chi["value"] - 0.003392) < 4 * chi["error"]  # REFERENCE.md, β = 7, L = 8
     assert (
         main(
@@ -599,9 +611,11 @@ def test_4d_gauge_files_and_flowed_measurements(tmp_path, capsys):
         capsys.readouterr()
         assert main(["measure", out, "--json", "--flow", "0.4", "--flow-eps", "0.05"]) == 0
         res = json.loads(capsys.readouterr().out)
+        obs = res["observables"]
         for key in ("plaquette", "|P|", "t2E_clov(t=0.4)", "t2E_plaq(t=0.4)", "Q(t=0.4)", "chi_t"):
-            assert np.isfinite(res[key]["value"]), key
-        assert np.isnan(res["t0/a^2"]["value"])  # t²E = 0.3 is not reached by t = 0.4
+            assert np.isfinite(obs[key]["value"]), key
+        assert np.isnan(obs["t0/a^2"]["value"])  # t²E = 0.3 is not reached by t = 0.4
+        assert "t0/a^2" in res["definitions"] and "Q(t=0.4)" in res["definitions"]
     ens = sq.load_ensemble(str(tmp_path / "g.lime"))
     foreign = tmp_path / "foreign.lime"
     with open(foreign, "wb") as fh:  # configurations only, as other programs write them
@@ -610,7 +624,7 @@ def test_4d_gauge_files_and_flowed_measurements(tmp_path, capsys):
     assert "--beta" in capsys.readouterr().err
     assert main(["measure", str(foreign), "--beta", "2.3"]) == 0
     text = capsys.readouterr().out
-    assert "imported (ILDG)" in text and "1×16 configs" in text and "acceptance nan" in text
+    assert "imported (ILDG)" in text and "1×16 configurations" in text and "acceptance nan" in text
     # --flow needs a gauge theory
     phi = str(tmp_path / "p.npz")
     gen = ["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.1", "--n", "8"]

@@ -295,5 +295,5 @@ def test_probability_flow_groups():
     np.testing.assert_allclose(flow.endpoint(jnp.array([4.0])), [4.0 - 2 * np.pi], rtol=1e-6)
     with pytest.raises(ValueError, match="VarianceExploding"):
         sq.ProbabilityFlow(sq.VariancePreserving(), score, group=sq.U1())
-    with pytest.raises(ValueError, match="U\\(1\\) angles"):
-        sq.ProbabilityFlow(sq.VarianceExploding(10.0), score, group=sq.SU(2))
+    with pytest.raises(ValueError, match="hutchinson"):
+        sq.ProbabilityFlow(sq.VarianceExploding(10.0), score, "hutchinson", group=sq.SU(2))

@@ -38,7 +38,8 @@ def test_frozen_chain_is_flagged_and_measure_refuses_it(tmp_path, capsys):
     assert "unhealthy" in err and "--force" in err
     assert main(["measure", str(out), "--json", "--force"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["health"]["ok"] is False and res["health"]["problems"]
+    health = res["diagnostics"]["health"]
+    assert health["ok"] is False and health["problems"]
 
 
 def test_a_healthy_run_stays_quiet(tmp_path, capsys):

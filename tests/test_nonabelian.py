@@ -270,12 +270,15 @@ def test_group_dsm_trains_the_lcnn_and_every_sampler_runs_on_su2(tmp_path):
 
     action, model_dir, res = _su2_model(tmp_path, 200, n_data=32)
     assert np.mean(res.losses[-50:]) < np.mean(res.losses[:50])
-    for method, opts in (("sde", {"steps": 20}), ("pc", {"steps": 10}),
+    for method, opts in (("sde", {"steps": 20}), ("pc", {"steps": 10}), ("ode", {"steps": 8}),
+                         ("imh", {"steps": 6}),
                          ("maala", {"steps": 20, "chains": 2, "n_therm": 3})):  # fmt: skip
         out = sample_model(model_dir, 4, method, **opts)
         action.group.check_state(out.samples, method)
         assert out.samples.shape[-5:] == action.config_shape
         assert 0 < out.metadata["acceptance"] <= 1
+        if method == "imh":  # the chain through the flow's proposals, weighed by exact log q
+            assert "pareto_k" in out.metadata and out.metadata["sampler"]["steps"] == 6
     assert out.samples.shape[:2] == (2, 2) and out.metadata["sampler"]["n_therm"] == 3
     # the same weights on a larger lattice, and β conditioning
     out = sample_model(model_dir, 2, "sde", L=6, beta=2.5, steps=10)

@@ -3,6 +3,7 @@ solver (the fixed-step paths are tested in test_dynamics)."""
 
 import math
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -115,3 +116,66 @@ def test_states_of_the_wrong_shape_or_off_the_group_are_refused():
     meta = {"theory": "sun", "params": action.params, "sampler": {}, "seed": 0, "acceptance": 1.0}
     with pytest.raises(ValueError, match="not in SU"):
         sq.save_ensemble("/nonexistent/never-written.npz", np.asarray(off)[None], meta)
+
+
+# --- LogDetSolver: exact Jacobians of Lie-group steps -----------------------------------
+@pytest.fixture
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+@pytest.mark.parametrize("group", [sq.SU(2), sq.U(2)], ids=str)
+def test_logdet_solver_carries_the_exact_step_jacobian(group, x64):
+    """One `LuscherRK3` step of a gauge-covariant drift on a 2×2 lattice: the accumulated
+    `log|det J|` equals the log-determinant of the finite-difference Jacobian of
+    `X ↦ log(Φ(exp(iXT)U) Φ(U)†)` (central differences, principal logarithm)."""
+    from sqdiff.groups import _dagger, _matmul
+
+    action = sq.UNWilson(2, 2, 1.5) if group.name == "un" else sq.SUNWilson(group.N, 2, 1.5, d=2)
+    g = action.group
+    U0 = action.random_config(jr.key(1))
+    term = diffrax.ODETerm(lambda t, y, args: (g.algebra(-0.7 * action.force(y[0])), 0.0 * y[1]))
+    solver = sq.LogDetSolver(sq.LuscherRK3(g), g)
+    (U1, logdet), *_ = solver.step(term, 0.0, 0.3, (U0, jnp.zeros(())), None, None, False)
+    phi = lambda U: solver.step(term, 0.0, 0.3, (U, jnp.zeros(())), None, None, False)[0][0]  # noqa: E731
+    X0 = np.zeros(g.noise_shape(g.lattice_shape(U0)))
+    coords = jax.jit(lambda X: g.log(_matmul(phi(g.retract(U0, X)), _dagger(U1))).ravel())
+    h, n = 1e-6, X0.size
+    cols = []
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h
+        cols.append((coords(e.reshape(X0.shape)) - coords(-e.reshape(X0.shape))) / (2 * h))
+    sign, fd = np.linalg.slogdet(np.stack(cols, 1))
+    assert sign > 0 and abs(fd) > 1e-3  # a non-trivial, orientation-preserving step
+    np.testing.assert_allclose(float(logdet), fd, atol=1e-6)
+    # the same step without the Jacobian leaves ℓ alone
+    (U1b, ell), *_ = sq.LogDetSolver(sq.LuscherRK3(g), g, jacobian=False).step(
+        term, 0.0, 0.3, (U0, jnp.zeros(())), None, None, False
+    )
+    np.testing.assert_allclose(np.asarray(U1b), np.asarray(U1), atol=1e-12)
+    assert float(ell) == 0.0
+
+
+def test_group_probability_flow_needs_a_fixed_grid():
+    action = sq.UNWilson(2, 2, 1.0)
+    flow = sq.ProbabilityFlow(sq.VarianceExploding(5.0), lambda t, U: -action.force(U),
+                              group=action.group)  # fmt: skip
+    U0 = action.random_config(jr.key(0))
+    with pytest.raises(ValueError, match="fixed time grid"):
+        sq.solve(flow, U0, 1.0, 1e-3)
+    with pytest.raises(ValueError, match="fixed-step grid"):
+        sq.solve(flow, U0, 1.0, 1e-3, adaptive=True, grid="geometric")
+    with pytest.raises(ValueError, match="t0, t1 > 0"):
+        sq.solve(flow, U0, 1.0, 0.0, n_steps=4, grid="geometric")
+    with pytest.raises(ValueError, match="one of"):
+        sq.ProbabilityFlow(sq.VarianceExploding(5.0), lambda t, U: U, "hutchinson", action.group)
+    sol = sq.solve(flow, U0, 1.0, 1e-3, n_steps=8, grid="geometric", ts=[1.0, 0.1, 1e-3])
+    # the geometric grid passes through 0.1 = 1 × (10⁻³)^(1/3) only approximately; saved times
+    # are the requested ones
+    np.testing.assert_allclose(np.asarray(sol.ts), [1.0, 0.1, 1e-3], rtol=1e-6)
+    U, delta = sol.ys
+    assert U.shape == (3,) + U0.shape and delta.shape == (3,)
+    assert float(delta[0]) == 0.0 and np.all(np.isfinite(np.asarray(delta)))

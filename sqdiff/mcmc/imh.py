@@ -20,6 +20,7 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from .._batching import map_batched
+from .._checks import integer
 from ..dynamics import ProbabilityFlow
 from ..solvers import solve
 from ..stats import kish_ess
@@ -50,16 +51,31 @@ def flow_proposals(
     atol: float = 1e-5,
     batch: int = 256,
     progress: bool = False,
+    steps: int | None = None,
 ) -> Proposals:
     """`n` probability-flow samples of `shape` with their log-density at `t_min`, solved
-    `batch` at a time (vmap inside, `lax.map` across batches)."""
+    `batch` at a time (vmap inside, `lax.map` across batches).
+
+    Flat fields: adaptive Tsit5 at `rtol`, `atol` (exact up to that tolerance). SU(N)/U(N):
+    `steps` fixed Lie-group RK3 steps on a geometric grid (default 100) with the exact
+    log-Jacobian of every step (`LogDetSolver`), so `log q` is exact for the map applied.
+    """
     if flow.divergence != "exact":
         raise ValueError("IMH needs the exact proposal density: use divergence='exact'.")
     sch = flow.schedule
+    if flow.step_jacobian:
+        grid = {"n_steps": integer(100 if steps is None else steps, "steps"), "grid": "geometric"}
+    elif steps is not None:
+        raise ValueError(
+            "`steps` is for SU(N)/U(N) flows (fixed steps with exact Jacobians); flat fields "
+            "solve the flow adaptively (`rtol`, `atol`)."
+        )
+    else:
+        grid = {"rtol": rtol, "atol": atol}
 
     def one(k):
-        z = sch.prior_sample(k, shape)
-        sol = solve(flow, z, sch.T, t_min, rtol=rtol, atol=atol)
+        z = flow.prior_sample(k, shape)
+        sol = solve(flow, z, sch.T, t_min, **grid)
         return flow.endpoint(sol.ys[0][-1]), flow.prior_logp(z) - sol.ys[1][-1]
 
     x, log_q = map_batched(one, jr.split(key, n), batch, progress, "flow proposals")

@@ -61,6 +61,11 @@ class AbstractAction(eqx.Module):
         `name -> (primary names, f(means))`. Errors follow from the Γ-method."""
         return {name: ((name,), _first) for name in self.measure_names()}
 
+    def definitions(self) -> dict[str, str]:
+        """What each observable of `observables()` is, as one line of formula per name
+        (printed by `sqdiff measure`); names without an entry are the primaries themselves."""
+        return {}
+
     def measure_names(self) -> tuple[str, ...]:
         shape = jax.ShapeDtypeStruct(self.config_shape, self.group.state_dtype())
         return tuple(jax.eval_shape(self.measure, shape))

@@ -77,6 +77,19 @@ class Phi4(AbstractAction):
             out[f"G{k}"] = G[(k,) + (0,) * (self.d - 1)]
         return out
 
+    def definitions(self):
+        return {
+            "<M>": "M = (1/V) Σ_x φ_x per configuration",
+            "<|M|>": "⟨|M|⟩",
+            "chi2": "χ2 = V (⟨M²⟩ − ⟨M⟩²), connected",
+            "chi2_abs": "V (⟨M²⟩ − ⟨|M|⟩²)",
+            "U_L": "Binder cumulant 1 − ⟨M⁴⟩ / (3⟨M²⟩²)",
+            "<phi^2>": "(1/V) Σ_x ⟨φ_x²⟩",
+            "<phi(x)phi(x+mu)>": "(1/Vd) Σ_{x,μ} ⟨φ_x φ_{x+μ̂}⟩",
+            "kappa2": "cumulants κ_n of the single-site φ from its moments (also kappa4…8)",
+            "G(p=2pi*0/L)": "G(p) = ⟨|φ̃(p)|²⟩/V at p = (2πk/L, 0, …)",
+        }
+
     def observables(self):
         V = self.L**self.d
         obs = {

@@ -184,6 +184,14 @@ class _WilsonGauge(AbstractAction):
         out.update(absP=jnp.abs(P), ReP=jnp.real(P))
         return out
 
+    def definitions(self):
+        return {
+            "plaquette": "⟨(1/N) Re tr U_μν(x)⟩ over x and μ < ν",
+            "W(1x2)": "W(R×T) = ⟨(1/N) Re tr W_{R×T}⟩ over positions, planes, orientations",
+            "|P|": "|(1/V₃) Σ_x (1/N) tr Π_t U_d(x, t)|, the Polyakov loop along the last axis",
+            "Re P": "Re of the same spatial average",
+        }
+
     def observables(self):
         obs = {"plaquette": (("plaquette",), lambda a: a[0])}
         for r, t in self.loops():
@@ -253,6 +261,13 @@ class UNWilson(_WilsonGauge):
         if self.d == 2:
             Q = self.topological_charge(U)
             out.update(Q=Q, Q2=Q**2)
+        return out
+
+    def definitions(self):
+        out = super().definitions()
+        if self.d == 2:
+            out["<Q>"] = "Q = (1/2π) Σ_x arg det U_01(x) (an integer)"
+            out["chi_t"] = "χ_t = ⟨Q²⟩/V"
         return out
 
     def observables(self):

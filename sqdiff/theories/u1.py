@@ -91,6 +91,14 @@ class U1Wilson2D(AbstractAction):
             out[f"W{n}x{n}"] = wilson_loop(theta, n)
         return out
 
+    def definitions(self):
+        return {
+            "plaquette": "⟨cos θ_P⟩, averaged over plaquettes",
+            "<Q>": "Q = (1/2π) Σ_x wrap(θ_P(x)), the geometric charge (an integer)",
+            "chi_t": "χ_t = ⟨Q²⟩/V",
+            "W(2x2)": "⟨cos θ_{R×R}⟩, square Wilson loops (also larger R)",
+        }
+
     def observables(self):
         V = self.L**2
         obs = {

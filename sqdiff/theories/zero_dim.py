@@ -31,6 +31,9 @@ class _ZeroDim(AbstractAction):
     def measure(self, phi):
         return {f"phi{k}": phi**k for k in range(1, 9)}
 
+    def definitions(self):
+        return {"kappa2": "cumulants κ_n of φ from its moments ⟨φ^k⟩, k ≤ 8 (also kappa4…8)"}
+
     def observables(self):
         obs = {
             "<phi>": (("phi1",), lambda a: a[0]),
