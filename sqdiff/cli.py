@@ -564,10 +564,18 @@ def cmd_measure(args) -> int:
         }
         print(json.dumps(out))
         return 0
+    _print_measurement(m, results, definitions, diagnostics, health)
+    return 0
+
+
+def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
+    """`measure`'s table: the observables, what they are, then the sampler and its
+    diagnostics, apart."""
     if not health.ok:
         print(f"UNHEALTHY (measured with --force): {'; '.join(health.problems)}")
-    print(f"{m['theory']} {m['params']}  {m['n_chains']}×{m['n_samples']} configurations")
-    if ens.log_weights is not None:
+    shape = f"{meta['n_chains']}×{meta['n_samples']}"
+    print(f"{meta['theory']} {meta['params']}  {shape} configurations")
+    if "pareto_k" in diagnostics:
         print("importance-weighted: the values below are reweighted")
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
     for k, r in results.items():
@@ -576,14 +584,13 @@ def cmd_measure(args) -> int:
     print("errors: Γ-method (autocorrelation included); tau_int in units of saved configurations")
     for k, text in definitions.items():
         print(f"  {k}: {text}")
-    print(f"sampler: {m['sampler']}")
-    line = f"diagnostics: acceptance {m['acceptance']:.3f}"
+    print(f"sampler: {meta['sampler']}")
+    line = f"diagnostics: acceptance {meta['acceptance']:.3f}"
     if "pareto_k" in diagnostics:
         k = diagnostics["pareto_k"]
         flag = "  (k̂ > 0.7: UNRELIABLE)" if not k <= 0.7 else ""
         line += f", ESS {diagnostics['ess']:.1f} of {diagnostics['n']}, Pareto k̂ {k:.2f}{flag}"
     print(line + ("" if health.ok else "; " + "; ".join(health.problems)))
-    return 0
 
 
 #: what `measure --flow` adds (sqdiff.gradient_flow), by the start of the name
@@ -740,7 +747,8 @@ def cmd_sample(args) -> int:
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
         "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm"),
-        "imh": ("steps",),
+        # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
+        "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
     }[args.method]
     kw = {k: options[k] for k in wanted if options[k] is not None}
     res = sample_model(

@@ -42,7 +42,7 @@ from ._checks import integer
 from .checkpoint import ModelDir
 from .dynamics import ProbabilityFlow, Reverse
 from .mcmc import MAALA, chain_health, flow_proposals, imh_chain, independence_mh, run_chains
-from .mcmc.imh import target_log_weights
+from .mcmc.imh import GROUP_FLOW_STEPS, target_log_weights
 from .osq import OptimalSQ, log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
 from .solvers import solve
@@ -221,6 +221,8 @@ def sample_imh(
             "use method='maala'."
         )
     flow = ProbabilityFlow(model.schedule, model, divergence="exact", group=group)
+    if flow.step_jacobian and steps is None:
+        steps = GROUP_FLOW_STEPS  # recorded in the metadata
     k0, k1 = jr.split(key)
     props = flow_proposals(
         k0, flow, shape, n, rtol=1e-6, atol=1e-6, batch=batch, progress=progress, steps=steps

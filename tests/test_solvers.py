@@ -179,3 +179,8 @@ def test_group_probability_flow_needs_a_fixed_grid():
     U, delta = sol.ys
     assert U.shape == (3,) + U0.shape and delta.shape == (3,)
     assert float(delta[0]) == 0.0 and np.all(np.isfinite(np.asarray(delta)))
+    # divergence="none" (sample_ode) applies the same map and leaves Δ = 0
+    plain = sq.ProbabilityFlow(flow.schedule, flow.score, "none", action.group)
+    sol0 = sq.solve(plain, U0, 1.0, 1e-3, n_steps=8, grid="geometric", ts=[1.0, 0.1, 1e-3])
+    np.testing.assert_allclose(np.asarray(sol0.ys[0]), np.asarray(U), atol=1e-6)
+    assert np.all(np.asarray(sol0.ys[1]) == 0.0)

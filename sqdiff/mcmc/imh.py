@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+#: fixed flow steps of an SU(N)/U(N) proposal when none are given
+GROUP_FLOW_STEPS = 100
+
+
 class Proposals(NamedTuple):
     x: Array  # (n, *shape)
     log_q: Array  # (n,)
@@ -57,14 +61,16 @@ def flow_proposals(
     `batch` at a time (vmap inside, `lax.map` across batches).
 
     Flat fields: adaptive Tsit5 at `rtol`, `atol` (exact up to that tolerance). SU(N)/U(N):
-    `steps` fixed Lie-group RK3 steps on a geometric grid (default 100) with the exact
-    log-Jacobian of every step (`LogDetSolver`), so `log q` is exact for the map applied.
+    `steps` fixed Lie-group RK3 steps on a geometric grid (default `GROUP_FLOW_STEPS`) with
+    the exact log-Jacobian of every step (`LogDetSolver`), so `log q` is exact for the map
+    applied.
     """
     if flow.divergence != "exact":
         raise ValueError("IMH needs the exact proposal density: use divergence='exact'.")
     sch = flow.schedule
     if flow.step_jacobian:
-        grid = {"n_steps": integer(100 if steps is None else steps, "steps"), "grid": "geometric"}
+        steps = GROUP_FLOW_STEPS if steps is None else integer(steps, "steps")
+        grid = {"n_steps": steps, "grid": "geometric"}
     elif steps is not None:
         raise ValueError(
             "`steps` is for SU(N)/U(N) flows (fixed steps with exact Jacobians); flat fields "
