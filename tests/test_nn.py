@@ -80,6 +80,12 @@ def test_unet_antisymmetry_and_3d(unet):
     np.testing.assert_allclose(net3(0.2, jnp.roll(phi3, 4, 1)), jnp.roll(out, 4, 1), atol=1e-5)
 
 
+def test_unet_channels_must_fit_its_group_norm():
+    for bad in (0, 12, 20):
+        with pytest.raises(ValueError, match="multiple of 8"):
+            UNet(VE, d=2, channels=bad, levels=2, key=jr.key(0))
+
+
 def test_u1_link_net_is_gauge_invariant():
     net = U1LinkNet(VE, channels=8, depth=2, key=jr.key(5))
     theta = jr.uniform(jr.key(6), (2, 8, 8), minval=-np.pi, maxval=np.pi)

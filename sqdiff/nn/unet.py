@@ -109,6 +109,13 @@ class UNet(AbstractScoreNetwork):
             raise ValueError(f"UNet supports d = 2 or 3, got d={d}.")
         if levels < 1:
             raise ValueError(f"`levels` must be ≥ 1, got {levels}.")
+        if channels < 1 or (channels > 8 and channels % 8):
+            # GroupNorm with min(8, C) groups; below 16 channels each group is one channel,
+            # normalised over the lattice, which removes the field's mean from every layer
+            raise ValueError(
+                f"`channels` must be 1–8 or a multiple of 8 (GroupNorm with 8 groups), got "
+                f"{channels}; 16 or more keep the magnetisation (groups of ≥ 2 channels)."
+            )
         keys = iter(jr.split(key, 8 + 4 * levels))
         C = channels
         self.d, self.levels, self.antisymmetric, self.schedule = d, levels, antisymmetric, schedule
