@@ -13,13 +13,18 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 #: pages whose shell blocks run too (the tutorials: sized to run in the suite); the guide's
 #: shell blocks show full-size runs and are documentation of the commands only
 SHELL_PAGES = sorted((ROOT / "docs" / "tutorials").glob("*.md"))
+#: blocks that train a model for a minute or more: run with `pytest -m slow` (the shell blocks
+#: of the tutorials are all slow: each command pays its own start-up and compilation)
+SLOW_BLOCKS = {"docs/tutorials/osq.md-0"}
 
 
 def _blocks():
     for path in DOCS:
         text = path.read_text()
         for i, match in enumerate(re.finditer(r"```python\n(.*?)```", text, re.S)):
-            yield pytest.param(match.group(1), id=f"{path.relative_to(ROOT)}-{i}")
+            ident = f"{path.relative_to(ROOT)}-{i}"
+            marks = [pytest.mark.slow] if ident in SLOW_BLOCKS else []
+            yield pytest.param(match.group(1), id=ident, marks=marks)
 
 
 @pytest.mark.parametrize("code", list(_blocks()))
@@ -32,7 +37,8 @@ def _shell_blocks():
     for path in SHELL_PAGES:
         text = path.read_text()
         for i, match in enumerate(re.finditer(r"```bash\n(.*?)```", text, re.S)):
-            yield pytest.param(match.group(1), id=f"{path.relative_to(ROOT)}-sh{i}")
+            ident = f"{path.relative_to(ROOT)}-sh{i}"
+            yield pytest.param(match.group(1), id=ident, marks=[pytest.mark.slow])
 
 
 @pytest.mark.parametrize("script", list(_shell_blocks()))

@@ -154,7 +154,9 @@ def gauge_flow(action):
 
 
 @pytest.mark.parametrize(
-    "action", [sq.SUNWilson(2, 2, 2.0, d=2), sq.UNWilson(2, 2, 2.0)], ids=["SU2", "U2"]
+    "action",
+    [pytest.param(sq.SUNWilson(2, 2, 2.0, d=2), marks=pytest.mark.slow), sq.UNWilson(2, 2, 2.0)],
+    ids=["SU2", "U2"],
 )
 def test_group_flow_density_is_normalised(action):
     """`E_q[1/q] = ∫ dU = 1` (normalised Haar measure) for the flow's proposals with their
