@@ -145,7 +145,7 @@ def sample_ode(
     geometric grid on SU(N)/U(N)."""
     sch, shape = model.schedule, action.config_shape
     flow = ProbabilityFlow(sch, model, divergence="none", group=action.group)
-    grid = "uniform" if action.group.is_flat else "geometric"
+    grid = "geometric" if flow.step_jacobian else "uniform"
 
     def one(k):
         z = flow.prior_sample(k, shape)

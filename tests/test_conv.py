@@ -30,13 +30,6 @@ def _pair(d, cin, cout, kernel, stride):
 CASES = [(2, 8, 3, 1), (2, 8, 3, 2), (2, 5, 3, 2), (1, 10, 5, 1), (3, 4, 3, 2), (2, 6, 1, 1)]
 
 
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.mark.parametrize("d,L,kernel,stride", CASES)
 def test_values_and_derivatives_match_lax_conv(d, L, kernel, stride, x64):
     conv, ref = _pair(d, 3, 4, kernel, stride)

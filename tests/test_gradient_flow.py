@@ -3,7 +3,6 @@ results: a weak plane wave decays as e^{−p̂² t}; a constant abelian field wi
 planes is a classical solution with clover charge 2 (sin f / f)²; the integrator converges at
 third order and keeps the links unitary."""
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -26,13 +25,6 @@ from sqdiff.theories.field_strength import (
     topological_charge_clover,
 )
 from sqdiff.theories.sun import polyakov_loop
-
-
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
 
 
 def abelian_flux(L, n01=1, n23=1, N=2):

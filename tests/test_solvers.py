@@ -119,13 +119,6 @@ def test_states_of_the_wrong_shape_or_off_the_group_are_refused():
 
 
 # --- LogDetSolver: exact Jacobians of Lie-group steps -----------------------------------
-@pytest.fixture
-def x64():
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", False)
-
-
 @pytest.mark.parametrize("group", [sq.SU(2), sq.U(2)], ids=str)
 def test_logdet_solver_carries_the_exact_step_jacobian(group, x64):
     """One `LuscherRK3` step of a gauge-covariant drift on a 2×2 lattice: the accumulated
