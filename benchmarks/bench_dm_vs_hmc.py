@@ -6,7 +6,7 @@ ESS = N / (2 τ_int) of χ2 (Γ-method); the rate is ESS divided by the sampling
 same run (after compilation). The DM's samples are independent by construction; its
 τ_int is measured all the same. The HMC ensemble doubles as the training data.
 
-Run: `python benchmarks/bench_dm_vs_hmc.py [--L 16 --train-steps 2000]`.
+Run: `python benchmarks/bench_dm_vs_hmc.py [--L 16 --iters 2000]`.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def main():
     p.add_argument("--lam", type=float, default=0.022)
     p.add_argument("--chains", type=int, default=16)
     p.add_argument("--n-hmc", type=int, default=512, help="HMC samples per chain")
-    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--iters", type=int, default=2000)
     p.add_argument("--n-dm", type=int, default=1024)
     p.add_argument("--mh-steps", type=int, default=40)
-    p.add_argument("--sde-steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=200)
     args = p.parse_args()
     L = args.L
     action = sq.Phi4(L, args.kappa, args.lam)
@@ -64,11 +64,11 @@ def main():
             "objective": {"name": "dsm", "importance": True},
             "theory": {"name": "phi4", "params": action.params},
         }
-        cfg = TrainConfig(steps=args.train_steps, batch=64, steps_per_call=100)
+        cfg = TrainConfig(steps=args.iters, batch=64, steps_per_call=100)
         t0 = time.perf_counter()
         train(os.path.join(tmp, "m"), samples.reshape(-1, L, L), spec, cfg, progress=False)
         t_train = time.perf_counter() - t0
-        kw = dict(steps=args.sde_steps, t_mh=0.05, c=1.0, chains=args.n_dm, thin=args.mh_steps)
+        kw = dict(steps=args.steps, t_mh=0.05, c=1.0, chains=args.n_dm, thin=args.mh_steps)
         sample_model(os.path.join(tmp, "m"), 16, "maala", **{**kw, "chains": 16})  # compile
         t0 = time.perf_counter()
         x, meta, *_ = sample_model(os.path.join(tmp, "m"), args.n_dm, "maala", **kw)

@@ -29,7 +29,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--levels", type=int, default=3)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--iters", type=int, default=100)
     a = p.parse_args()
     spec = {
         "model": "unet",
@@ -41,7 +41,7 @@ def main():
     data = jr.normal(jr.key(0), (512, a.L, a.L))
     tmp = tempfile.mkdtemp()
     cfg = TrainConfig(
-        steps=a.steps, batch=a.batch, steps_per_call=min(a.steps, 100), checkpoint_every=10**9
+        steps=a.iters, batch=a.batch, steps_per_call=min(a.iters, 100), checkpoint_every=10**9
     )
     try:
         t = time.perf_counter()
@@ -52,7 +52,7 @@ def main():
         t_run = time.perf_counter() - t
     finally:
         shutil.rmtree(tmp)
-    t_step = t_run / a.steps
+    t_step = t_run / a.iters
     model = build_model(spec)
     fwd = jax.jit(jax.vmap(model))
     ts, xs = jnp.full((a.batch,), 0.5), data[: a.batch]

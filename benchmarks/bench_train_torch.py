@@ -7,14 +7,14 @@ checked to agree: the DSM loss and every gradient leaf on the same `(φ0, t, η)
 tolerance. Then, interleaved (minimum over repeats), one optimiser step (DSM loss, gradient,
 global-norm clip, Adam, EMA) is timed in
 
-* `sqdiff.train` — the real training loop: `--steps` steps in one `lax.scan`;
+* `sqdiff.train` — the real training loop: `--iters` steps in one `lax.scan`;
 * `sqdiff jit, no loop` — the same step jitted on its own, one host call per step;
 * `torch eager` — PyTorch's forward/backward/`clip_grad_norm_`/`Adam`/`_foreach` EMA;
 * `torch.compile` — the same step compiled (with `--compile`; compilation takes minutes).
 
 PyTorch is an optional extra, not a dependency: `pip install -e ".[torch]"` (on a CPU-only
 machine `pip install torch --index-url https://download.pytorch.org/whl/cpu` is the small
-wheel). Run: `python benchmarks/bench_train_torch.py [--L 32 --batch 32 --steps 10]`.
+wheel). Run: `python benchmarks/bench_train_torch.py [--L 32 --batch 32 --iters 10]`.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--levels", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10, help="optimiser steps per timed repeat")
+    p.add_argument("--iters", type=int, default=10, help="optimiser steps per timed repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
     a = p.parse_args()
@@ -255,7 +255,7 @@ def main():
     parity = check_parity(model, net, x0, t, eta)
 
     data = jr.normal(jr.key(0), (512, a.L, a.L))
-    cfg = TrainConfig(steps=a.steps, batch=a.batch, steps_per_call=a.steps, checkpoint_every=10**9)
+    cfg = TrainConfig(steps=a.iters, batch=a.batch, steps_per_call=a.iters, checkpoint_every=10**9)
     tmp = tempfile.mkdtemp()
     runs = iter(range(10**6))
 
@@ -265,7 +265,7 @@ def main():
     single = sqdiff_single_step(model, spec, data, cfg)
 
     def sqdiff_noloop():
-        for _ in range(a.steps):
+        for _ in range(a.iters):
             out = single()
         jax.block_until_ready(out)
 
@@ -275,7 +275,7 @@ def main():
     eager = torch_step(net, ema, opt, xt)
 
     def torch_eager():
-        for _ in range(a.steps):
+        for _ in range(a.iters):
             eager()
 
     fns = {"sqdiff.train": sqdiff_train, "sqdiff jit, no loop": sqdiff_noloop,
@@ -284,7 +284,7 @@ def main():
         compiled = torch.compile(eager)
 
         def torch_compiled():
-            for _ in range(a.steps):
+            for _ in range(a.iters):
                 compiled()
 
         fns["torch.compile"] = torch_compiled
@@ -294,7 +294,7 @@ def main():
         best = best_of(fns, a.repeats)
     finally:
         shutil.rmtree(tmp)
-    per_step = {k: v / a.steps for k, v in best.items()}
+    per_step = {k: v / a.iters for k, v in best.items()}
     print(
         json.dumps(
             {

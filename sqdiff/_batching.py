@@ -1,5 +1,5 @@
-"""Map a function over many PRNG keys in vmapped batches (bounded memory), and the minimal
-progress bar shared by every long stage."""
+"""Map a function over many PRNG keys in vmapped batches (bounded memory), and the progress
+bar shared by every long stage (tqdm)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,35 @@ from ._xla import hot_jit
 
 
 class Progress:
-    """A minimal progress bar on stderr (no dependency)."""
+    """The progress bar of every long stage: tqdm on stderr, quiet by itself when stderr is not
+    a terminal (a log file or a pipe gets no bar), and off when `enabled` is False."""
 
-    def __init__(self, total, label, enabled=True):
-        self.total, self.label, self.enabled, self.n = total, label, enabled, 0
+    def __init__(self, total: int, label: str, enabled: bool = True, unit: str = "it"):
+        from tqdm.auto import tqdm
 
-    def update(self, k):
-        if not self.enabled:
-            return
-        self.n += k
-        frac = self.n / max(self.total, 1)
-        bar = "#" * int(30 * frac)
-        sys.stderr.write(f"\r{self.label}: [{bar:<30}] {self.n}/{self.total}")
-        sys.stderr.flush()
+        # disable=None: tqdm turns itself off on a non-TTY stream
+        self._bar = tqdm(
+            total=total,
+            desc=label,
+            unit=unit,
+            file=sys.stderr,
+            disable=None if enabled else True,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    def update(self, k: int, **postfix) -> None:
+        """Advance by `k`; keyword arguments are shown after the bar (e.g. `loss=0.12`)."""
+        if postfix:
+            self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(k)
+
+    def write(self, message: str) -> None:
+        """A line on stderr that does not break the bar."""
+        self._bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def map_batched(fn, keys, batch: int, progress: bool = False, label: str = "sampling"):

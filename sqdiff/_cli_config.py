@@ -89,7 +89,12 @@ def _scalar(action: argparse.Action, where: str, value: Any):
 
 
 def _dests(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    return {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    """The options a file may set: not --help, --config, nor a renamed (hidden) option."""
+    return {
+        a.dest: a
+        for a in parser._actions
+        if a.dest not in ("help", "config") and a.help is not argparse.SUPPRESS
+    }
 
 
 def apply_config(commands: dict[str, argparse.ArgumentParser], command: str, path: str) -> None:

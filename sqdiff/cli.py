@@ -75,6 +75,33 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+#: the naming scheme every subcommand follows (docs/cli.md, "One naming scheme")
+RENAMED = {
+    ("train", "--steps"): "--iters (optimiser steps; --steps counts integration steps)",
+    ("demo", "--train-steps"): "--iters (optimiser steps)",
+    ("demo", "--sde-steps"): "--steps (reverse-SDE steps)",
+}
+
+
+class _Renamed(argparse.Action):
+    """An option that was renamed: using it is a one-line error naming the new spelling."""
+
+    def __init__(self, option_strings, dest, command: str, **kwargs):
+        kwargs.update(nargs="?", help=argparse.SUPPRESS, default=None)
+        super().__init__(option_strings, "renamed_" + dest, **kwargs)
+        self.command = command
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = RENAMED[(self.command, option_string)]
+        raise CLIError(f"{self.command} {option_string} is now {new}")
+
+
+def _add_renamed(parser, command: str) -> None:
+    for (cmd, old), _ in RENAMED.items():
+        if cmd == command:
+            parser.add_argument(old, action=_Renamed, command=command)
+
+
 def _has_default(action) -> bool:
     """Whether an option has a default worth showing (not None, not a store_true's False, not
     suppressed; 0 is a default)."""
@@ -146,26 +173,32 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _add_generate(sub) -> None:
-    g = sub.add_parser("generate", help="generate an ensemble with a classical sampler")
-    g.add_argument("theory", help="phi4, u1, sun, quartic, double_well, cosine (or toy --action …)")
-    g.add_argument("--L", type=_COUNT, help="lattice size (phi4, u1, sun)")
-    g.add_argument("--d", type=_COUNT, help="dimensions (phi4: default 2; sun: default 4)")
-    g.add_argument("--kappa", type=_REAL, help="phi4 hopping parameter")
-    g.add_argument("--lam", type=_REAL, help="phi4 quartic coupling λ ≥ 0")
-    g.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun)")
-    g.add_argument("--N", type=_COUNT, help="SU(N) (sun)")
-    g.add_argument("--action", choices=TOYS, default="quartic", help="toy action")
-    g.add_argument("--mu2", type=_REAL, help="quartic μ² (default 1)")
-    g.add_argument("--g", type=_REAL, help="quartic g (default 0.4)")
-    g.add_argument("--k", type=_REAL, help="cosine k (default 5)")
-    g.add_argument(
+def _add_theory_flags(p) -> None:
+    """The theory's parameters, spelled the same in every command that builds a theory
+    (`generate`, `osq`); `build_action` refuses a flag the chosen theory does not take."""
+    p.add_argument("--L", type=_COUNT, help="lattice size (phi4, u1, sun, un)")
+    p.add_argument("--d", type=_COUNT, help="dimensions (phi4: default 2; sun: default 4)")
+    p.add_argument("--kappa", type=_REAL, help="phi4 hopping parameter κ")
+    p.add_argument("--lam", type=_REAL, help="phi4 quartic coupling λ ≥ 0")
+    p.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun, un)")
+    p.add_argument("--N", type=_COUNT, help="N of SU(N) or U(N) (sun, un)")
+    p.add_argument("--action", choices=TOYS, default="quartic", help="toy action (theory toy)")
+    p.add_argument("--mu2", type=_REAL, help="quartic μ² (default 1)")
+    p.add_argument("--g", type=_REAL, help="quartic coupling g (default 0.4)")
+    p.add_argument("--k", type=_REAL, help="cosine k (default 5)")
+    p.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="any other theory parameter, repeatable",
     )
+
+
+def _add_generate(sub) -> None:
+    g = sub.add_parser("generate", help="generate an ensemble with a classical sampler")
+    g.add_argument("theory", help="phi4, u1, sun, quartic, double_well, cosine (or toy --action …)")
+    _add_theory_flags(g)
     g.add_argument("--sampler", choices=SAMPLERS, default="hmc")
     g.add_argument("--step-size", type=_POSITIVE, help="MD / MALA step size")
     g.add_argument("--n-md", type=_COUNT, help="MD steps per trajectory")
@@ -191,7 +224,7 @@ def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a score network on an ensemble (score matching)")
     t.add_argument("ensemble", help="ensemble (.npz, .h5, .lime) from `sqdiff generate`")
     t.add_argument("--out", required=True, help="model directory")
-    t.add_argument("--steps", type=_COUNT, default=TrainConfig.steps)
+    t.add_argument("--iters", type=_COUNT, default=TrainConfig.steps, help="optimiser steps")
     t.add_argument("--batch", type=_COUNT, default=TrainConfig.batch)
     t.add_argument("--lr", type=_POSITIVE, default=TrainConfig.lr)
     t.add_argument("--warmup", type=_COUNT0, default=TrainConfig.warmup)
@@ -218,7 +251,8 @@ def _add_train(sub) -> None:
     t.add_argument("--steps-per-call", type=_COUNT, default=TrainConfig.steps_per_call)
     t.add_argument("--seed", type=_SEED, default=0)
     t.add_argument("--resume", action="store_true", help="continue the model in --out")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_renamed(t, "train")
 
 
 # long: one argparse declaration per option of `sqdiff sample`
@@ -289,22 +323,18 @@ def _add_sample(sub) -> None:
         help="pc: corrector signal-to-noise ratio",
     )
     sa.add_argument("--seed", type=_SEED, default=0)
-    sa.add_argument("--quiet", action="store_true")
+    sa.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_osq(sub) -> None:
     o = sub.add_parser("osq", help="train an optimal-SQ sampler (residual force; no data)")
-    o.add_argument("theory", help="phi4, quartic, double_well or cosine")
-    o.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="theory parameter, repeatable (phi4: L, kappa, lam, d; quartic: mu2, g; cosine: k)",
-    )
+    o.add_argument("theory", help="phi4, quartic, double_well, cosine (or toy --action …)")
+    _add_theory_flags(o)
     o.add_argument("--out", required=True, help="model directory")
     o.add_argument("--T", type=_POSITIVE, default=1.0, help="time horizon")
-    o.add_argument("--g", type=_REAL, default=2**0.5, help="noise strength g (√2: e^{-S} SQ)")
+    o.add_argument(
+        "--noise", type=_REAL, default=2**0.5, help="noise strength g of the SDE (√2: e^{-S} SQ)"
+    )
     o.add_argument("--steps", type=_COUNT, default=100, help="Euler–Maruyama steps on [0, T]")
     o.add_argument("--reference", choices=("sq", "brownian", "ou"), default="ou")
     o.add_argument("--terminal", choices=("plain", "corrected"), default="corrected")
@@ -326,7 +356,7 @@ def _add_osq(sub) -> None:
     o.add_argument("--steps-per-call", type=_COUNT, default=50)
     o.add_argument("--seed", type=_SEED, default=0)
     o.add_argument("--resume", action="store_true", help="continue the model in --out")
-    o.add_argument("--quiet", action="store_true")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_demo(sub) -> None:
@@ -340,11 +370,15 @@ def _add_demo(sub) -> None:
     de.add_argument(
         "--n", type=_COUNT, default=_default(run_demo, "n"), help="configurations per sampler"
     )
-    de.add_argument("--train-steps", type=_COUNT, default=_default(run_demo, "train_steps"))
+    de.add_argument(
+        "--iters", type=_COUNT, default=_default(run_demo, "iters"), help="optimiser steps"
+    )
     de.add_argument("--batch", type=_COUNT, default=_default(run_demo, "batch"))
     de.add_argument("--channels", type=_COUNT, default=_default(run_demo, "channels"))
     de.add_argument("--sigma", type=_POSITIVE, default=_default(run_demo, "sigma"))
-    de.add_argument("--sde-steps", type=_COUNT, default=_default(run_demo, "sde_steps"))
+    de.add_argument(
+        "--steps", type=_COUNT, default=_default(run_demo, "steps"), help="reverse-SDE steps"
+    )
     de.add_argument(
         "--mh-steps",
         type=_COUNT,
@@ -356,7 +390,8 @@ def _add_demo(sub) -> None:
     )
     de.add_argument("--t-mh", type=_FRACTION, default=_default(run_demo, "t_mh"))
     de.add_argument("--seed", type=_SEED, default=_default(run_demo, "seed"))
-    de.add_argument("--quiet", action="store_true")
+    de.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_renamed(de, "demo")
 
 
 def _add_measure(sub) -> None:
@@ -380,9 +415,15 @@ def _add_measure(sub) -> None:
     m.add_argument(
         "--beta", type=_POSITIVE, help="coupling of an ILDG file without sqdiff metadata"
     )
+    m.add_argument(
+        "--plot",
+        metavar="FIG.png",
+        help="also write a figure: Γ-method ρ(t) and τ_int(W) per observable, a histogram of "
+        "M, Q or the plaquette, the propagator G(p) (needs matplotlib)",
+    )
 
 
-#: generate's theory flags; each is passed to the theory's constructor when given
+#: the theory flags of `generate` and `osq`; each is passed to the theory's constructor when given
 THEORY_FLAGS = ("L", "d", "kappa", "lam", "beta", "N", "mu2", "g", "k")
 
 
@@ -541,6 +582,8 @@ def cmd_measure(args) -> int:
             "its error bars would be meaningless (--force measures it anyway)"
         )
     results = analyze(ens.action, ens.samples, log_weights=ens.log_weights)
+    if args.plot is not None:
+        _measurement_plot(args.plot, ens, results)
     first = next(iter(results.values()), None)
     if args.flow is not None:
         results.update(_flowed(args, ens))
@@ -566,6 +609,32 @@ def cmd_measure(args) -> int:
         return 0
     _print_measurement(m, results, definitions, diagnostics, health)
     return 0
+
+
+def _measurement_plot(path: str, ens, results) -> None:
+    from .observables import measure_primaries
+    from .plots import measurement_figure
+
+    primaries = measure_primaries(ens.action, ens.samples)
+    try:
+        measurement_figure(path, ens.action, primaries, results, log_weights=ens.log_weights)
+    except ImportError as e:
+        raise CLIError(f"--plot: {e}") from None
+    print(f"figure: {path}", file=sys.stderr)
+
+
+def _loss_plot(model_dir: str, losses, title: str) -> None:
+    """`MODEL_DIR/loss.png`, the training-loss curve (skipped, with a note, without matplotlib)."""
+    from .plots import training_loss_figure
+
+    if not losses:
+        return
+    try:
+        path = training_loss_figure(os.path.join(model_dir, "loss.png"), losses, title)
+    except ImportError as e:
+        print(f"no loss curve: {e}", file=sys.stderr)
+        return
+    print(f"loss curve: {path}", file=sys.stderr)
 
 
 def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
@@ -702,7 +771,7 @@ def cmd_train(args) -> int:
     except ValueError as e:
         raise CLIError(f"the {spec.network.name} network cannot take this ensemble: {e}") from None
     config = TrainConfig(
-        steps=args.steps,
+        steps=args.iters,
         batch=args.batch,
         lr=args.lr,
         warmup=args.warmup,
@@ -713,6 +782,7 @@ def cmd_train(args) -> int:
     data = ens.samples.reshape((-1,) + spec.config_shape)
     res = train(args.out, data, spec, config, resume=args.resume, progress=not args.quiet)
     tail = np.mean(res.losses[-100:]) if res.losses else float("nan")
+    _loss_plot(args.out, res.losses, f"score matching ({spec.network.name})")
     print(
         f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} "
         f"{spec.network.name} for {res.step} steps on {data.shape[0]} configurations; "
@@ -798,19 +868,20 @@ def _theory_params(items) -> dict:
 def cmd_osq(args) -> int:
     import numpy as np
 
-    from .theories import THEORIES
     from .train import TrainConfig, train
 
-    euclid = ("phi4", "quartic", "double_well", "cosine")
-    if args.theory not in euclid:
-        raise CLIError(f"optimal SQ supports the scalar theories {euclid}, got {args.theory!r}")
+    euclid = ("phi4", *TOYS)
+    name = args.action if args.theory == "toy" else args.theory
+    if name not in euclid:
+        raise CLIError(f"optimal SQ supports the scalar theories {euclid}, got {name!r}")
     try:
-        action = THEORIES[args.theory](**_theory_params(args.param))
-    except TypeError as e:
-        raise CLIError(f"bad --param for {args.theory}: {e}") from None
+        action = build_action(args)
+    except CLIError as e:
+        hint = " (the OSQ noise strength is --noise)" if re.search(r"--g\b", str(e)) else ""
+        raise CLIError(f"{e}{hint}") from None
     if action.lattice_shape == ():
         model, kwargs = "mlp", {"width": args.width, "depth": args.depth}
-    elif args.theory == "phi4" and action.d in (2, 3):
+    elif name == "phi4" and action.d in (2, 3):
         model = "unet"
         kwargs = {"d": action.d, "channels": args.channels, "levels": args.levels}
     else:
@@ -819,7 +890,7 @@ def cmd_osq(args) -> int:
 
     objective = {
         "T": args.T,
-        "g": args.g,
+        "g": args.noise,
         "steps": args.steps,
         "paths": args.batch,
         "reference": args.reference,
@@ -850,6 +921,7 @@ def cmd_osq(args) -> int:
     )
     res = train(args.out, None, spec, config, resume=args.resume, progress=not args.quiet)
     tail = np.mean(res.losses[-50:]) if res.losses else float("nan")
+    _loss_plot(args.out, res.losses, f"optimal SQ ({args.loss} loss)")
     print(
         f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} optimal-SQ "
         f"residual ({model}) for {res.step} steps; final loss {tail:.4f}; model in {args.out}"
@@ -860,19 +932,19 @@ def cmd_osq(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    if args.n < 8 or args.train_steps < 1 or args.L < 4:
-        raise CLIError("--n must be ≥ 8, --train-steps ≥ 1 and --L ≥ 4")
+    if args.n < 8 or args.L < 4:
+        raise CLIError("--n must be ≥ 8 and --L ≥ 4")
     res = run_demo(
         args.out,
         L=args.L,
         kappa=args.kappa,
         lam=args.lam,
         n=args.n,
-        train_steps=args.train_steps,
+        iters=args.iters,
         batch=args.batch,
         channels=args.channels,
         sigma=args.sigma,
-        sde_steps=args.sde_steps,
+        steps=args.steps,
         mh_steps=args.mh_steps,
         c=args.c,
         t_mh=args.t_mh,

@@ -34,11 +34,11 @@ def run_demo(
     kappa: float = 0.21,
     lam: float = 0.022,
     n: int = 1024,
-    train_steps: int = 1000,
+    iters: int = 1000,
     batch: int = 64,
     channels: int = 16,
     sigma: float = 25.0,
-    sde_steps: int = 200,
+    steps: int = 200,
     mh_steps: int = 40,
     c: float = 1.0,
     t_mh: float = 0.05,
@@ -46,8 +46,26 @@ def run_demo(
     quiet: bool = False,
 ) -> dict:
     """Run the demo into the new folder `out`; returns the table, its text and the figure path.
-    DM+MAALA: `n` independent chains, each started from the reverse SDE at `t_mh` and kept
-    after `mh_steps` Metropolis-adjusted Langevin steps."""
+
+    Args:
+        out: a new or empty folder for the ensembles, the model (with its `loss.png`),
+            `results.json`, `results.txt` and `demo.png`.
+        L: lattice size of the 2D φ⁴ theory (even).
+        kappa: hopping parameter κ.
+        lam: quartic coupling λ.
+        n: configurations per sampler (HMC, DM, DM+MAALA).
+        iters: optimiser steps of the score network's training.
+        batch: training batch size.
+        channels: U-Net channels (≥ 16: see the docs on GroupNorm).
+        sigma: VE noise scale σ.
+        steps: reverse-SDE (Euler–Maruyama) steps from T to 0.
+        mh_steps: DM+MAALA: each of the `n` independent chains starts from the reverse SDE at
+            `t_mh` and is kept after `mh_steps` Metropolis-adjusted Langevin steps.
+        c: MAALA step size ε = c Σ(t_mh)².
+        t_mh: MAALA switch time, a fraction of T.
+        seed: seeds every stage.
+        quiet: no progress bars.
+    """
     from .io import save_ensemble
     from .nn import UNet
     from .sampling import sample_model
@@ -67,7 +85,7 @@ def run_demo(
     samples, acc = _hmc_ensemble(action, n, seed, out, quiet)
 
     # 2. train the score network
-    _log(f"[2/4] training the U-Net score network ({train_steps} steps, VE σ={sigma})")
+    _log(f"[2/4] training the U-Net score network ({iters} steps, VE σ={sigma})")
     spec = ModelSpec(
         network=NetworkSpec("unet", {"d": 2, "channels": channels, "levels": 2}),
         schedule=ScheduleSpec("ve", {"sigma": sigma, "T": 1.0}),
@@ -77,15 +95,15 @@ def run_demo(
     )
     model_dir = os.path.join(out, "model")
     t_train = time.perf_counter()
-    train(
+    trained = train(
         model_dir,
         jnp.asarray(samples.reshape(-1, L, L)),
         spec,
         TrainConfig(
-            steps=train_steps,
+            steps=iters,
             batch=batch,
             lr=2e-3,
-            steps_per_call=min(100, train_steps),
+            steps_per_call=min(100, iters),
             seed=seed,
         ),
         progress=not quiet,
@@ -94,14 +112,14 @@ def run_demo(
 
     # 3. diffusion sampling: reverse SDE and MAALA
     _log(
-        f"[3/4] sampling: reverse SDE ({sde_steps} steps) and MAALA (t_mh={t_mh}, c={c}, "
+        f"[3/4] sampling: reverse SDE ({steps} steps) and MAALA (t_mh={t_mh}, c={c}, "
         f"{mh_steps} MH steps per chain)"
     )
     ens = {"HMC": samples}
     maala_options = {"t_mh": t_mh, "c": c, "chains": n, "thin": mh_steps}
     for name, method, options in (("DM", "sde", {}), ("DM+MAALA", "maala", maala_options)):
         x, meta, *_ = sample_model(
-            model_dir, n, method, seed=seed + 2, steps=sde_steps, progress=not quiet, **options
+            model_dir, n, method, seed=seed + 2, steps=steps, progress=not quiet, **options
         )
         save_ensemble(os.path.join(out, f"{method}.npz"), x, meta)
         ens[name] = x
@@ -121,8 +139,12 @@ def run_demo(
         fh.write(text + "\n")
 
     # figure: one configuration during denoising, and the observables
-    path, ts = _denoising(load_model(model_dir), L, sde_steps, seed)
+    path, ts = _denoising(load_model(model_dir), L, steps, seed)
     figure = _figure(os.path.join(out, "demo.png"), np.asarray(path), np.asarray(ts), table)
+    if figure is not None:
+        from .plots import training_loss_figure
+
+        training_loss_figure(os.path.join(model_dir, "loss.png"), trained.losses, "demo training")
     return {"text": text, "table": table, "figure": figure, "train_seconds": t_train}
 
 

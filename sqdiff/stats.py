@@ -18,7 +18,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 __all__ = [
+    "Autocorrelation",
     "GammaResult",
+    "autocorrelation",
     "binned",
     "cumulants",
     "cumulants_from_moments",
@@ -102,24 +104,33 @@ def _gradient(f, abar, h):
     return grad
 
 
-# long: Wolff's Γ-method in one piece (projection, windowing, error, bias correction)
-def gamma_method(
-    data: ArrayLike,
-    f: Callable[[np.ndarray], float] | None = None,
-    S: float = 1.5,
-) -> GammaResult:
-    r"""Wolff's Γ-method with automatic windowing (U. Wolff, Comput. Phys. Commun. 156 (2004)
-    143, "Monte Carlo errors with less errors").
+class _Gamma(NamedTuple):
+    """The Γ-method's intermediate results: the bias-corrected autocorrelation function of the
+    projected fluctuations, the chosen window and the total sample count."""
 
-    `data` has shape `(n,)` (one observable), `(n, A)` (A primary observables) or
-    `(R, n, A)` (R independent replicas/chains of length n). `f` maps the vector of primary
-    means to the derived quantity (default: the single primary itself). The projected
-    fluctuations `Σ_α ∂f/∂a_α (a_α − ā_α)` are autocorrelated (Γ by FFT), the window `W` is
-    the first with `g(W) = e^{−W/τ} − τ/√(W N) < 0` where `τ = S / ln((2τ_W+1)/(2τ_W−1))`
-    (Eq. 52), Γ is bias-corrected by `C_F/N`, `σ² = C_F/N`, `τ_int = C_F/(2Γ(0))`,
-    `δτ_int ≈ 2τ_int √((W + ½ − τ_int)/N)` (Eq. 42) and `ESS = N/(2τ_int)`. Anticorrelated
-    series (τ_int < ½) fall back to Geyer's initial positive sequence for the window.
-    """
+    value: float
+    gamma: np.ndarray  # Γ(t), t = 0 … n−1, bias-corrected (Wolff Eq. 49); all 0: constant
+    window: int
+    N: int
+
+
+class Autocorrelation(NamedTuple):
+    """`stats.autocorrelation`: what the Γ-method saw, for plotting and checking by eye."""
+
+    rho: np.ndarray
+    """ρ(t) = Γ(t)/Γ(0), t = 0 … n/2."""
+    tau_int: np.ndarray
+    """τ_int(W) = ½ + Σ_{t=1}^{W} ρ(t), W = 0 … n/2."""
+    tau_int_error: np.ndarray
+    """The statistical error of τ_int(W), `2τ_int(W) √((W + ½ − τ_int(W))/N)` (Eq. 42)."""
+    window: int
+    """The window W the automatic windowing chose (the τ_int that `gamma_method` reports)."""
+
+
+# long: Wolff's windowing in one piece (projection, Γ by FFT, window, bias correction)
+def _gamma(data: ArrayLike, f: Callable[[np.ndarray], float] | None, S: float) -> _Gamma:
+    """The projected autocorrelation function and its window (Γ(0) = 0, window 0: a constant
+    series)."""
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :, None]
@@ -150,7 +161,7 @@ def gamma_method(
     acf = np.fft.irfft(np.abs(ft) ** 2, nfft, axis=1)[:, :n].sum(0)
     gamma = acf / (N - R * np.arange(n))
     if gamma[0] <= 0:  # constant observable
-        return GammaResult(value, 0.0, 0.5, 0.0, 0, float(N))
+        return _Gamma(value, np.zeros(n), 0, N)
     W_max = n // 2
     W = W_max
     tau_sum = gamma[0] / 2
@@ -171,15 +182,59 @@ def gamma_method(
         stop = int(np.argmax(pairs <= 0)) if np.any(pairs <= 0) else pairs.size
         W = max(2 * stop - 1, 1)
         cf = -gamma[0] + 2 * pairs[:stop].sum()
-    gamma = gamma + cf / N  # bias correction (Wolff Eq. 49)
-    cf = gamma[0] + 2 * gamma[1 : W + 1].sum()
-    cf = max(cf, np.finfo(float).tiny)
+    return _Gamma(value, gamma + cf / N, W, N)  # bias correction (Wolff Eq. 49)
+
+
+def gamma_method(
+    data: ArrayLike,
+    f: Callable[[np.ndarray], float] | None = None,
+    S: float = 1.5,
+) -> GammaResult:
+    r"""Wolff's Γ-method with automatic windowing (U. Wolff, Comput. Phys. Commun. 156 (2004)
+    143, "Monte Carlo errors with less errors").
+
+    `data` has shape `(n,)` (one observable), `(n, A)` (A primary observables) or
+    `(R, n, A)` (R independent replicas/chains of length n). `f` maps the vector of primary
+    means to the derived quantity (default: the single primary itself). The projected
+    fluctuations `Σ_α ∂f/∂a_α (a_α − ā_α)` are autocorrelated (Γ by FFT), the window `W` is
+    the first with `g(W) = e^{−W/τ} − τ/√(W N) < 0` where `τ = S / ln((2τ_W+1)/(2τ_W−1))`
+    (Eq. 52), Γ is bias-corrected by `C_F/N`, `σ² = C_F/N`, `τ_int = C_F/(2Γ(0))`,
+    `δτ_int ≈ 2τ_int √((W + ½ − τ_int)/N)` (Eq. 42) and `ESS = N/(2τ_int)`. Anticorrelated
+    series (τ_int < ½) fall back to Geyer's initial positive sequence for the window.
+    `autocorrelation` returns the whole curves ρ(t) and τ_int(W) behind these numbers.
+    """
+    res = _gamma(data, f, S)
+    if res.gamma[0] <= 0:  # a constant series
+        return GammaResult(res.value, 0.0, 0.5, 0.0, 0, float(res.N))
+    gamma, W, N = res.gamma, res.window, res.N
+    cf = max(gamma[0] + 2 * gamma[1 : W + 1].sum(), np.finfo(float).tiny)
     tau_int = cf / (2 * gamma[0])
     error = np.sqrt(cf / N)
     tau_err = 2 * tau_int * np.sqrt(max(W + 0.5 - tau_int, 0.0) / N)
     return GammaResult(
-        value, float(error), float(tau_int), float(tau_err), int(W), float(N / (2 * tau_int))
+        res.value, float(error), float(tau_int), float(tau_err), int(W), float(N / (2 * tau_int))
     )
+
+
+def autocorrelation(
+    data: ArrayLike,
+    f: Callable[[np.ndarray], float] | None = None,
+    S: float = 1.5,
+) -> Autocorrelation:
+    """The normalised autocorrelation function ρ(t) and the running τ_int(W) of the Γ-method
+    (`gamma_method`, same arguments), with the window it chose: the curves to look at when
+    judging an error bar (a τ_int(W) that has not reached a plateau at the window means the
+    chain is too short). A constant series has ρ = [1] and τ_int = [½]."""
+    res = _gamma(data, f, S)
+    if res.gamma[0] <= 0:
+        one = np.ones(1)
+        return Autocorrelation(one, one / 2, np.zeros(1), 0)
+    W_max = res.gamma.shape[0] // 2
+    rho = res.gamma[: W_max + 1] / res.gamma[0]
+    tau = 0.5 + np.concatenate([[0.0], np.cumsum(rho[1:])])
+    w = np.arange(W_max + 1)
+    err = 2 * tau * np.sqrt(np.maximum(w + 0.5 - tau, 0.0) / res.N)
+    return Autocorrelation(rho, tau, err, res.window)
 
 
 def binned(data: ArrayLike, bin_size: int) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._batching import Progress
 from ._xla import hot_jit
 from .checkpoint import Checkpoint, ModelDir, TrainConfig, make_optimizer, templates
 from .objectives import AbstractObjective
@@ -198,6 +198,8 @@ def _loop(directory, spec, config, objective, data, model, state, step, losses, 
     static = eqx.filter(model, eqx.is_inexact_array, inverse=True)
     status = "done"
     last_saved = step
+    bar = Progress(config.steps, "training", enabled=progress, unit="step")
+    bar.update(step)  # a resumed run starts where it stopped
     while step < config.steps:
         count = min(config.steps_per_call, config.steps - step)
         new_state, chunk_losses = _advance(
@@ -208,26 +210,21 @@ def _loop(directory, spec, config, objective, data, model, state, step, losses, 
         if not finite:
             status = "nan"
             if progress:
-                sys.stderr.write(
-                    f"\nnon-finite loss or weights in steps {step}–{step + count}; "
-                    f"stopping, last good checkpoint is step {step}\n"
+                bar.write(
+                    f"non-finite loss or weights in steps {step}–{step + count}; "
+                    f"stopping, last good checkpoint is step {step}"
                 )
             break
         state = new_state
         losses.extend(float(x) for x in chunk_losses)
         step += count
-        if progress:
-            sys.stderr.write(
-                f"\rtraining: step {step}/{config.steps}  loss {np.mean(chunk_losses):.4f}"
-            )
-            sys.stderr.flush()
+        bar.update(count, loss=f"{np.mean(chunk_losses):.4f}")
         if step - last_saved >= config.checkpoint_every or step == config.steps:
             directory.save(spec, config, step, state, losses)
             last_saved = step
     if step != last_saved or not os.path.isfile(directory.config_path):
         directory.save(spec, config, step, state, losses)
-    if progress:
-        sys.stderr.write("\n")
+    bar.close()
     return TrainResult(
         eqx.combine(state[1], static), eqx.combine(state[0], static), step, losses, status
     )

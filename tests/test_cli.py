@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -68,10 +69,13 @@ def test_measure_table_for_u1(tmp_path, capsys):
         == 0
     )
     capsys.readouterr()
-    assert main(["measure", str(out)]) == 0
-    text = capsys.readouterr().out
+    figure = tmp_path / "u1.png"
+    assert main(["measure", str(out), "--plot", str(figure)]) == 0
+    captured = capsys.readouterr()
+    text = captured.out
     for name in ("plaquette", "chi_t", "tau_int"):
         assert name in text
+    assert figure.read_bytes()[:4] == b"\x89PNG" and f"figure: {figure}" in captured.err
     # the definitions follow the table; the sampler's diagnostics come last, apart
     assert "chi_t: χ_t = ⟨Q²⟩/V" in text
     lines = text.strip().splitlines()
@@ -102,21 +106,16 @@ def test_measure_table_for_u1(tmp_path, capsys):
         (["generate", "toy", "--n", "2", "--step-size", "nan"], "--step-size: must be finite"),
         (["train", "x.npz", "--out", "m", "--channels", "0"], "--channels: must be ≥ 1"),
         (
-            [
-                "osq",
-                "phi4",
-                "--param",
-                "L=1e300",
-                "--param",
-                "kappa=0.1",
-                "--param",
-                "lam=0.1",
-                "--out",
-                "m",
-            ],
+            ["osq", "phi4", "--param", "L=1e300", "--kappa", "0.1", "--lam", "0.1", "--out", "m"],
             "sites",
         ),  # fmt: skip
-        (["demo", "--sde-steps", "0"], "--sde-steps"),
+        (["demo", "--steps", "0"], "--steps"),
+        (["demo", "--sde-steps", "10"], "demo --sde-steps is now --steps"),
+        (["train", "x.npz", "--out", "m", "--steps", "10"], "train --steps is now --iters"),
+        (
+            ["osq", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.1", "--g", "1", "--out", "m"],
+            "takes no --g (the OSQ noise strength is --noise)",
+        ),  # fmt: skip
         (["sample", "m", "--n", "2", "--out", "x.npz", "--t-mh", "1.5"], "--t-mh: must be < 1"),
     ],
 )
@@ -212,7 +211,7 @@ def test_train_command_and_load_model(tmp_path, capsys):
                 str(ens),
                 "--out",
                 str(model_dir),
-                "--steps",
+                "--iters",
                 "20",
                 "--batch",
                 "4",
@@ -227,11 +226,14 @@ def test_train_command_and_load_model(tmp_path, capsys):
         )
         == 0
     )
-    assert "trained unet for 20 steps" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "trained unet for 20 steps" in captured.out
+    # the training-loss curve beside the model, named on stderr
+    assert (model_dir / "loss.png").read_bytes()[:4] == b"\x89PNG" and "loss.png" in captured.err
     model = sq.load_model(str(model_dir))
     assert model(0.5, jnp.zeros((16, 16))).shape == (16, 16)  # same weights, larger lattice
     # the directory now holds a model: refuse to overwrite, resume works
-    assert main(["train", str(ens), "--out", str(model_dir), "--steps", "20", "--quiet"]) == 2
+    assert main(["train", str(ens), "--out", str(model_dir), "--iters", "20", "--quiet"]) == 2
     assert "already holds a model" in capsys.readouterr().err
     assert (
         main(
@@ -240,7 +242,7 @@ def test_train_command_and_load_model(tmp_path, capsys):
                 str(ens),
                 "--out",
                 str(model_dir),
-                "--steps",
+                "--iters",
                 "30",
                 "--batch",
                 "4",
@@ -264,7 +266,7 @@ def test_train_command_and_load_model(tmp_path, capsys):
                 str(ens),
                 "--out",
                 str(model_dir),
-                "--steps",
+                "--iters",
                 "40",
                 "--batch",
                 "4",
@@ -316,7 +318,7 @@ def toy_model(tmp_path_factory):
                 str(d / "toy.npz"),
                 "--out",
                 str(d / "model"),
-                "--steps",
+                "--iters",
                 "300",
                 "--batch",
                 "128",
@@ -382,12 +384,23 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         assert err.startswith("sqdiff: error:") and msg in err, err
 
 
-def test_sample_command_shows_progress(toy_model, capsys):
-    out = toy_model / "progress.npz"
-    argv = ["sample", str(toy_model / "model"), "--n", "40", "--steps", "10", "--out", str(out)]
-    assert main(argv) == 0
-    err = capsys.readouterr().err
-    assert "dm-sde: [" in err and "40/40" in err
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_sample_command_shows_progress_on_a_terminal_only(toy_model, capsys, monkeypatch):
+    argv = ["sample", str(toy_model / "model"), "--n", "40", "--steps", "10", "--out"]
+    assert main(argv + [str(toy_model / "p1.npz")]) == 0  # stderr is no terminal here: no bar
+    assert "dm-sde" not in capsys.readouterr().err
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv + [str(toy_model / "p2.npz")]) == 0
+    assert "dm-sde" in terminal.getvalue() and "40/40" in terminal.getvalue()
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv + [str(toy_model / "p3.npz"), "--quiet"]) == 0
+    assert "dm-sde" not in terminal.getvalue()
 
 
 def test_sample_command_verifies_the_checkpoint_once(toy_model, tmp_path, monkeypatch):
@@ -428,11 +441,11 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
                 "4",
                 "--n",
                 "32",
-                "--train-steps",
+                "--iters",
                 "20",
                 "--channels",
                 "8",
-                "--sde-steps",
+                "--steps",
                 "20",
                 "--mh-steps",
                 "3",
@@ -483,7 +496,7 @@ def test_osq_command_trains_and_sample_writes_a_weighted_ensemble(osq_model, cap
 def test_osq_sq_reference_log_variance_on_one_site(tmp_path, capsys):
     # SQ reference from N(0, 1): q_T^ref on a grid, so the ensemble is weighted; cos 5φ's
     # reweighted ⟨φ²⟩ against quadrature (0.999917), 4σ
-    argv = ["osq", "cosine", "--param", "k=5", "--reference", "sq", "--loss", "log_variance"]
+    argv = ["osq", "cosine", "--k", "5", "--reference", "sq", "--loss", "log_variance"]
     argv += ["--steps", "50", "--iters", "10", "--batch", "64", "--out", str(tmp_path / "m")]
     assert main(argv + ["--quiet"]) == 0
     out = str(tmp_path / "s.npz")
@@ -499,16 +512,17 @@ def test_osq_sq_reference_log_variance_on_one_site(tmp_path, capsys):
 def test_osq_command_bad_input(osq_model, tmp_path, capsys):
     model = str(osq_model / "m")
     for argv, msg in [
-        (["osq", "u1", "--param", "L=4"], "scalar theories"),
+        (["osq", "u1", "--L", "4"], "scalar theories"),
         (["osq", "phi4", "--param", "L"], "NAME=VALUE"),
-        (["osq", "phi4", "--param", "L=8", "--param", "kappa=x"], "not a number"),
-        (["osq", "quartic", "--param", "q=1"], "bad --param"),
+        (["osq", "phi4", "--L", "8", "--param", "kappa=x"], "not a number"),
+        (["osq", "quartic", "--param", "q=1"], "takes no --q"),
+        (["osq", "quartic", "--kappa", "0.1"], "takes no --kappa"),
+        (["osq", "phi4", "--L", "4", "--kappa", "0.2"], "needs --lam"),
         (
-            ["osq", "phi4", "--param", "L=4", "--param", "kappa=0.2", "--param", "lam=0.02"]
-            + ["--reference", "sq"],
+            ["osq", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.02", "--reference", "sq"],
             "reference marginal",
         ),
-        (["osq", "double_well", "--g", "0"], "`g`"),
+        (["osq", "double_well", "--noise", "0"], "`g`"),
         (["osq", "double_well", "--out", model], "already holds a model"),
         (["sample", model, "--n", "8", "--method", "maala"], "optimal-SQ model samples"),
         (["sample", model, "--n", "8", "--L", "8"], "no lattice size"),
@@ -644,13 +658,13 @@ def test_config_file_resolved_config_and_rerun(tmp_path, monkeypatch, capsys):
     (tmp_path / "c.toml").write_text(
         'L = 4\nkappa = 0.2\nstep-size = 0.2\nquiet = true\nchains = 3\nlr = 1e-3\n'
         '[generate]\ntheory = "phi4"\nlam = 0.02\nn = 12\ntherm = 10\nout = "a.npz"\n'
-        '[train]\nsteps = 7\n'  # another command's table is ignored here
+        '[train]\niters = 7\n'  # another command's table is ignored here
     )  # fmt: skip
     assert main(["generate", "--config", "c.toml", "--chains", "2"]) == 0
     resolved = tomllib.loads((tmp_path / "a.npz.config.toml").read_text())["generate"]
     assert resolved["chains"] == 2 and resolved["L"] == 4 and resolved["step-size"] == 0.2
     assert resolved["theory"] == "phi4" and "config" not in resolved
-    assert "steps" not in resolved and "lr" not in resolved  # train's options
+    assert "iters" not in resolved and "lr" not in resolved  # train's options
     assert main(["generate", "--config", "a.npz.config.toml", "--out", "b.npz"]) == 0
     a, b = load_ensemble("a.npz"), load_ensemble("b.npz")
     assert a.samples.shape == (2, 12, 4, 4)
@@ -682,3 +696,11 @@ def test_bad_config_files_are_one_line_errors(text, message, tmp_path, capsys):
     assert not (tmp_path / "x.npz").exists()
     assert main(["measure", str(tmp_path / "x.npz"), "--config", str(tmp_path / "no.toml")]) == 2
     assert "no file" in capsys.readouterr().err
+
+
+def test_a_renamed_option_in_a_config_file_is_an_error(tmp_path, capsys):
+    path = tmp_path / "old.toml"
+    path.write_text("[train]\nsteps = 3\n")  # train's optimiser steps are --iters now
+    assert main(["train", "x.npz", "--out", str(tmp_path / "m"), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "train has no option 'steps'" in err and "iters" in err

@@ -31,6 +31,24 @@ def test_gamma_method_recovers_ar1_tau_and_error(a):
     np.testing.assert_allclose(r.ess, n / (2 * r.tau_int))
 
 
+def test_autocorrelation_curves_of_ar1():
+    """ρ(t) = a^t of an AR(1) series (Bartlett: var ρ̂(1) ≈ (1 − a²)/N), τ_int(W) reaches
+    (1 + a)/(2(1 − a)) at the chosen window, the same τ_int that `gamma_method` reports."""
+    a, n = 0.8, 200_000
+    x = ar1(a, n, np.random.default_rng(3))[0]
+    c = sq.stats.autocorrelation(x)
+    r = sq.stats.gamma_method(x)
+    assert c.rho[0] == 1 and c.rho.shape == c.tau_int.shape == (n // 2 + 1,)
+    assert abs(c.rho[1] - a) < 4 * math.sqrt((1 - a * a) / n)
+    assert c.window == r.window
+    np.testing.assert_allclose(c.tau_int[c.window], r.tau_int, rtol=1e-12)
+    np.testing.assert_allclose(c.tau_int_error[c.window], r.tau_int_error, rtol=1e-12)
+    tau_exact = 0.5 * (1 + a) / (1 - a)
+    assert abs(c.tau_int[c.window] - tau_exact) < 4 * c.tau_int_error[c.window]
+    flat = sq.stats.autocorrelation(np.ones(50))  # a constant series
+    assert flat.window == 0 and flat.tau_int[0] == 0.5
+
+
 @pytest.mark.parametrize("a", [-0.6, 0.8])
 def test_gamma_method_error_is_calibrated_over_replicas(a):
     # the spread of means over independent AR(1) runs matches the estimated error
