@@ -1,9 +1,9 @@
 """2D U(1) at a coupling where HMC freezes (β = 7, L = 8): a diffusion model trained on exact,
 independent configurations (plaquette-variable sampler, `sqdiff.u1_exact_samples`), sampled by
 annealed Langevin + MAALA, and by independence Metropolis with probability-flow proposals on
-the torus (`--imh N`; exact whatever the model, the global move that beats freezing), against the
-exact plaquette and χ_t (REFERENCE.md) and against HMC. Optionally also the physics-conditioned
-route: a model trained at β0 = 1 with its score rescaled by β/β0.
+the torus (`--imh N`; exact whatever the model, the global move that beats freezing), against
+the exact plaquette and χ_t (docs/references.md) and against HMC. Optionally also the
+physics-conditioned route: a model trained at β0 = 1 with its score rescaled by β/β0.
 
     python examples/u1_freezing.py --iters 15000 --out u1-freezing     # ~35 min on 2 cores
     python examples/u1_freezing.py --iters 30000 --imh 2560 --out u1-freezing   # + ~50 min IMH

@@ -173,15 +173,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _add_theory_flags(p) -> None:
+def _add_theory_flags(p, gauge: bool = True) -> None:
     """The theory's parameters, spelled the same in every command that builds a theory
-    (`generate`, `osq`); `build_action` refuses a flag the chosen theory does not take."""
+    (`generate`, `osq`: scalar theories only, `gauge=False`); `build_action` refuses a flag the
+    chosen theory does not take."""
     p.add_argument("--L", type=_COUNT, help="lattice size (phi4, u1, sun, un)")
     p.add_argument("--d", type=_COUNT, help="dimensions (phi4: default 2; sun: default 4)")
     p.add_argument("--kappa", type=_REAL, help="phi4 hopping parameter κ")
     p.add_argument("--lam", type=_REAL, help="phi4 quartic coupling λ ≥ 0")
-    p.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun, un)")
-    p.add_argument("--N", type=_COUNT, help="N of SU(N) or U(N) (sun, un)")
+    if gauge:
+        p.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun, un)")
+        p.add_argument("--N", type=_COUNT, help="N of SU(N) or U(N) (sun, un)")
     p.add_argument("--action", choices=TOYS, default="quartic", help="toy action (theory toy)")
     p.add_argument("--mu2", type=_REAL, help="quartic μ² (default 1)")
     p.add_argument("--g", type=_REAL, help="quartic coupling g (default 0.4)")
@@ -329,7 +331,7 @@ def _add_sample(sub) -> None:
 def _add_osq(sub) -> None:
     o = sub.add_parser("osq", help="train an optimal-SQ sampler (residual force; no data)")
     o.add_argument("theory", help="phi4, quartic, double_well, cosine (or toy --action …)")
-    _add_theory_flags(o)
+    _add_theory_flags(o, gauge=False)
     o.add_argument("--out", required=True, help="model directory")
     o.add_argument("--T", type=_POSITIVE, default=1.0, help="time horizon")
     o.add_argument(
@@ -437,7 +439,8 @@ def build_action(args):
     names = [n for n in THEORIES.names() if n != "custom"]
     if name not in names:
         raise CLIError(f"unknown theory {name!r}; choose one of {names} (or toy --action …)")
-    params = {f: getattr(args, f) for f in THEORY_FLAGS if getattr(args, f) is not None}
+    params = {f: getattr(args, f, None) for f in THEORY_FLAGS}
+    params = {f: v for f, v in params.items() if v is not None}
     params.update(_theory_params(args.param))
     sig = inspect.signature(THEORIES[name].__init__).parameters
     extra = [f for f in params if f not in sig]
@@ -589,6 +592,11 @@ def cmd_measure(args) -> int:
         results.update(_flowed(args, ens))
     m = ens.metadata
     diagnostics = {"acceptance": m["acceptance"], "health": health.to_json()}
+    if ens.log_weights is None:  # weighted ensembles are independent draws: k̂ judges them
+        from .stats import too_short
+
+        n = ens.samples.shape[1]
+        diagnostics["too_short"] = [k for k, r in results.items() if too_short(r, n)]
     if ens.log_weights is not None and first is not None:
         diagnostics.update(ess=first.ess, n=int(ens.log_weights.size), pareto_k=first.pareto_k)
     definitions = {k: v for k, v in ens.action.definitions().items() if k in results}
@@ -640,6 +648,8 @@ def _loss_plot(model_dir: str, losses, title: str) -> None:
 def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
     """`measure`'s table: the observables, what they are, then the sampler and its
     diagnostics, apart."""
+    from .stats import MIN_RUN_PER_TAU
+
     if not health.ok:
         print(f"UNHEALTHY (measured with --force): {'; '.join(health.problems)}")
     shape = f"{meta['n_chains']}×{meta['n_samples']}"
@@ -647,9 +657,10 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
     if "pareto_k" in diagnostics:
         print("importance-weighted: the values below are reweighted")
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
+    short = diagnostics.get("too_short", [])
     for k, r in results.items():
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
-        print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}")
+        print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}{' !' if k in short else ''}")
     print("errors: Γ-method (autocorrelation included); tau_int in units of saved configurations")
     for k, text in definitions.items():
         print(f"  {k}: {text}")
@@ -659,6 +670,12 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
         k = diagnostics["pareto_k"]
         flag = "  (k̂ > 0.7: UNRELIABLE)" if not k <= 0.7 else ""
         line += f", ESS {diagnostics['ess']:.1f} of {diagnostics['n']}, Pareto k̂ {k:.2f}{flag}"
+    if short:
+        line += (
+            f"; ! RUN TOO SHORT for {', '.join(short)}: fewer than {MIN_RUN_PER_TAU:.0f} τ_int "
+            "per chain, so τ_int(W) has no plateau and these errors are underestimated (a frozen "
+            "or slow chain; run longer, or see measure --plot)"
+        )
     print(line + ("" if health.ok else "; " + "; ".join(health.problems)))
 
 
@@ -669,7 +686,7 @@ FLOW_DEFINITIONS = {
     "t0/a^2": "t0/a²: t²E(t0) = --flow-ref (clover; nan when T does not reach it)",
     "w0/a": "w0/a: t d/dt[t²E](w0²) = --flow-ref (clover; nan when T does not reach it)",
     "Q(t=": "the charge of the flowed links (clover in 4D, arg det in 2D U(N))",
-    "chi_t": "χ_t = ⟨Q²⟩/V of the flowed charge",
+    "chi_t(t=": "χ_t = ⟨Q²⟩/V of the flowed charge",
 }
 
 

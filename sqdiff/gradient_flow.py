@@ -350,5 +350,5 @@ def analyze_flow(
     if np.all(np.isfinite(Q)):
         V = action.L**action.d
         out[f"Q(t={T:g})"] = gamma_method(Q[..., None])
-        out["chi_t"] = gamma_method(Q[..., None] ** 2 / V)
+        out[f"chi_t(t={T:g})"] = gamma_method(Q[..., None] ** 2 / V)
     return out

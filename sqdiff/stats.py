@@ -21,6 +21,8 @@ __all__ = [
     "Autocorrelation",
     "GammaResult",
     "autocorrelation",
+    "too_short",
+    "MIN_RUN_PER_TAU",
     "binned",
     "cumulants",
     "cumulants_from_moments",
@@ -235,6 +237,19 @@ def autocorrelation(
     w = np.arange(W_max + 1)
     err = 2 * tau * np.sqrt(np.maximum(w + 0.5 - tau, 0.0) / res.N)
     return Autocorrelation(rho, tau, err, res.window)
+
+
+MIN_RUN_PER_TAU = 50.0
+"""A replica shorter than this many τ_int gives an error bar that cannot be trusted: τ_int(W)
+has not reached its plateau inside the run, so τ_int and the error are underestimated by an
+unknown amount (Sokal, "Monte Carlo methods in statistical mechanics", 1997, Sec. 3: n ≫ τ;
+Wolff 2004, Sec. 3.3). A frozen chain is the extreme case."""
+
+
+def too_short(result: GammaResult, n_per_replica: int) -> bool:
+    """Whether a replica of `n_per_replica` samples is shorter than `MIN_RUN_PER_TAU` times
+    the measured τ_int: then `sqdiff measure` marks the observable's error as unreliable."""
+    return bool(math.isfinite(result.tau_int) and MIN_RUN_PER_TAU * result.tau_int > n_per_replica)
 
 
 def binned(data: ArrayLike, bin_size: int) -> np.ndarray:

@@ -40,7 +40,7 @@ def test_generate_and_measure_json(tmp_path, capsys):
     assert set(res) == {"theory", "params", "observables", "diagnostics", "definitions"}
     phi2 = res["observables"]["<phi^2>"]
     assert set(phi2) == {"value", "error", "tau_int"}
-    assert abs(phi2["value"] - 0.862097) < 5 * phi2["error"]  # REFERENCE.md, loose: tiny run
+    assert abs(phi2["value"] - 0.862097) < 5 * phi2["error"]  # docs/references.md, loose: tiny run
     # sampler diagnostics apart from the physics, and the definitions of derived quantities
     assert 0 < res["diagnostics"]["acceptance"] <= 1 and res["diagnostics"]["health"]["ok"]
     assert "acceptance" not in res["observables"] and "kappa2" in res["definitions"]
@@ -561,7 +561,7 @@ def test_generate_exact_u1(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     chi = res["observables"]["chi_t"]
     assert res["definitions"]["chi_t"] == "χ_t = ⟨Q²⟩/V"
-    assert abs(chi["value"] - 0.003392) < 4 * chi["error"]  # REFERENCE.md, β = 7, L = 8
+    assert abs(chi["value"] - 0.003392) < 4 * chi["error"]  # docs/references.md, β = 7, L = 8
     assert (
         main(
             [
@@ -626,7 +626,8 @@ def test_4d_gauge_files_and_flowed_measurements(tmp_path, capsys):
         assert main(["measure", out, "--json", "--flow", "0.4", "--flow-eps", "0.05"]) == 0
         res = json.loads(capsys.readouterr().out)
         obs = res["observables"]
-        for key in ("plaquette", "|P|", "t2E_clov(t=0.4)", "t2E_plaq(t=0.4)", "Q(t=0.4)", "chi_t"):
+        flowed = ("t2E_clov(t=0.4)", "t2E_plaq(t=0.4)", "Q(t=0.4)", "chi_t(t=0.4)")
+        for key in ("plaquette", "|P|", *flowed):
             assert np.isfinite(obs[key]["value"]), key
         assert np.isnan(obs["t0/a^2"]["value"])  # t²E = 0.3 is not reached by t = 0.4
         assert "t0/a^2" in res["definitions"] and "Q(t=0.4)" in res["definitions"]

@@ -74,7 +74,7 @@ def test_langevin_samples_zero_dim_quartic(mu2):
     exact = _quartic_moments(mu2, g)
     np.testing.assert_allclose(
         exact, {1.0: [0.862097, 2.068551], -1.0: [13.67303, 220.0955]}[mu2], rtol=1e-5
-    )  # ../shared/REFERENCE.md
+    )  # docs/references.md
 
     def action(phi):
         return jnp.sum(mu2 / 2 * phi**2 + g / 24 * phi**4)
@@ -91,7 +91,7 @@ def test_langevin_samples_zero_dim_quartic(mu2):
 def test_langevin_with_fourier_kernel_gives_free_propagator():
     L, kappa = 8, 0.2
 
-    def action(phi):  # free field, λ = 0 (../shared/REFERENCE.md)
+    def action(phi):  # free field, λ = 0 (docs/references.md)
         hop = sum(phi * jnp.roll(phi, -1, axis=a) for a in (-2, -1))
         return jnp.sum(-2 * kappa * hop + phi**2)
 

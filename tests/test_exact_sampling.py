@@ -95,7 +95,7 @@ def wilson_flow(L, beta):
 
 def u1_log_z(L, beta):
     """`log ∫_{(−π,π]^{2V}} dθ e^{−S}` with `S = β Σ_P (1 − cos θ_P)`: `(2π)^{2V} Σ_n
-    (e^{−β} I_n(β))^V` (character expansion, REFERENCE.md)."""
+    (e^{−β} I_n(β))^V` (character expansion, docs/references.md)."""
     V = L * L
     n = np.arange(-30, 31)
     return (

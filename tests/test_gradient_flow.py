@@ -172,7 +172,7 @@ def test_analyze_flow_in_2d_un_gives_the_integer_charge():
     Q = prim["Q"]
     np.testing.assert_allclose(Q, np.round(Q), atol=1e-4)  # arg det: integers along the flow
     np.testing.assert_allclose(res["Q(t=0.5)"].value, Q[..., -1].mean(), rtol=1e-6)
-    np.testing.assert_allclose(res["chi_t"].value, (Q[..., -1] ** 2).mean() / 36, rtol=1e-6)
+    np.testing.assert_allclose(res["chi_t(t=0.5)"].value, (Q[..., -1] ** 2).mean() / 36, rtol=1e-6)
     assert np.all(np.diff(prim["E_plaq"], axis=-1) <= 1e-6)
 
 

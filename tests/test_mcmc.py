@@ -87,7 +87,7 @@ TOYS = [sq.Quartic0D(1.0, 0.4), sq.Quartic0D(-1.0, 0.4), sq.DoubleWell0D(), sq.C
 def test_samplers_reproduce_zero_dim_moments(action, kind):
     exact = _moments(action)
     if isinstance(action, sq.Quartic0D) and action.mu2 == 1.0:
-        np.testing.assert_allclose(exact, [0.862097, 2.068551], rtol=1e-5)  # REFERENCE.md
+        np.testing.assert_allclose(exact, [0.862097, 2.068551], rtol=1e-5)  # docs/references.md
     sampler = sq.HMC(action, 0.25, 8) if kind == "hmc" else sq.MALA(action, 0.1)
     samples, acc = chains(action, sampler, 3000, n_chains=16, thin=2 if kind == "mala" else 1)
     assert np.all(acc > 0.5)
@@ -98,7 +98,7 @@ def test_samplers_reproduce_zero_dim_moments(action, kind):
 
 # --- U(1) gauge theory in 2D ---------------------------------------------------------------
 def u1_exact(beta, L):
-    """Finite-volume plaquette and χ_t from the character expansion (REFERENCE.md)."""
+    """Finite-volume plaquette and χ_t from the character expansion (docs/references.md)."""
     V = L * L
     n = np.arange(-30, 31)
     I0 = special.iv(0, beta)  # normalise to avoid overflow of I_n^V
@@ -226,7 +226,7 @@ def test_sampler_bad_input():
 
 
 def test_phi4_symmetric_phase_chi2_matches_independent_run():
-    # REFERENCE.md: 2D φ⁴, λ = 0.022, L = 32, κ = 0.21: χ2 = 2.577 ± 0.013 (256k sweeps)
+    # docs/references.md: 2D φ⁴, λ = 0.022, L = 32, κ = 0.21: χ2 = 2.577 ± 0.013 (256k sweeps)
     action = sq.Phi4(32, 0.21, 0.022)
     fa = sq.HMC(action, 0.1, 10, kernel=sq.FourierKernel.free_field((32, 32), 0.05))
     samples, acc = chains(action, fa, 2000, n_chains=8, therm=300)

@@ -49,3 +49,29 @@ def test_a_healthy_run_stays_quiet(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     assert sq.load_ensemble(str(out)).metadata["health"] == {"ok": True, "problems": []}
     assert main(["measure", str(out)]) == 0
+
+
+def test_a_slow_chain_gets_its_errors_marked_unreliable(tmp_path, capsys):
+    """A chain that moves (healthy) but decorrelates over a good part of the run: the Γ-method's
+    τ_int(W) has no plateau, so `measure` marks those errors (n < 50 τ_int per chain) instead of
+    printing them with confidence; the fast observable of the same run stays unmarked."""
+    rng = np.random.default_rng(0)
+    n, a = 400, 0.995  # AR(1): τ_int = (1 + a)/(2(1 − a)) ≈ 200 > n/50
+    slow = np.empty((2, n))
+    slow[:, 0] = rng.normal(size=2) / np.sqrt(1 - a * a)
+    for i in range(1, n):
+        slow[:, i] = a * slow[:, i - 1] + rng.normal(size=2)
+    meta = {"theory": "quartic", "params": {"mu2": 1.0, "g": 0.4}, "sampler": {"sampler": "x"},
+            "acceptance": 0.9, "seed": 0}  # fmt: skip
+    sq.save_ensemble(str(tmp_path / "slow.npz"), slow, meta)
+    assert main(["measure", str(tmp_path / "slow.npz"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert "kappa2" in res["diagnostics"]["too_short"]
+    assert main(["measure", str(tmp_path / "slow.npz")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("diagnostics: acceptance") and "RUN TOO SHORT for" in last
+    # independent draws of the same law: nothing marked
+    fast = rng.normal(size=(2, n)) * np.sqrt(0.86)
+    sq.save_ensemble(str(tmp_path / "fast.npz"), fast, meta)
+    assert main(["measure", str(tmp_path / "fast.npz"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["diagnostics"]["too_short"] == []

@@ -78,7 +78,7 @@ def test_reference_marginal_and_weights_are_exact_for_the_discrete_chain():
     lq = jax.vmap(lambda p: osq.reference_log_marginal(p, n))(paths.phi)
     np.testing.assert_allclose(lq, -0.5 * x**2 / var - 0.5 * np.log(2 * np.pi * var), rtol=1e-4)
     lz, lz_err = log_z_estimate(osq.log_weights(paths, n))
-    assert abs(lz - 0.878008) < 4 * lz_err  # REFERENCE.md, μ² = 1, g = 0.4
+    assert abs(lz - 0.878008) < 4 * lz_err  # docs/references.md, μ² = 1, g = 0.4
     r = sq.stats.reweighted(x**2, osq.log_weights(paths, n))
     assert abs(r.value - 0.862097) < 4 * r.error
 

@@ -245,7 +245,7 @@ def test_group_dsm_trains_u1_link_net(tmp_path):
 def test_zero_dim_diffusion_model_reproduces_moments_and_action(tmp_path, mu2):
     from scipy import integrate
 
-    exact = {1.0: (0.862097, 2.068551), -1.0: (13.67303, 220.0955)}[mu2]  # REFERENCE.md
+    exact = {1.0: (0.862097, 2.068551), -1.0: (13.67303, 220.0955)}[mu2]  # docs/references.md
     action = sq.Quartic0D(mu2, 0.4)
     init = jax.vmap(action.random_config)(jr.split(jr.key(0), 16)) * (4 if mu2 < 0 else 1)
     samples, _ = sq.run_chains(

@@ -35,7 +35,7 @@ def test_links_reproduce_any_admissible_plaquettes():
 @pytest.mark.parametrize("beta, L", [(1.0, 8), (7.0, 8)])
 def test_exact_samples_reproduce_plaquette_and_chi_t(beta, L):
     """Independent draws: plain errors, 4σ against the finite-volume exact values. β = 7 is
-    where HMC freezes (REFERENCE.md)."""
+    where HMC freezes (docs/references.md)."""
     x = sq.u1_exact_samples(jr.key(3), L, beta, 16000)
     assert x.shape == (16000, 2, L, L)
     res = sq.analyze(sq.U1Wilson2D(L, beta), np.asarray(x)[None])

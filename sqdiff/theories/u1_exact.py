@@ -7,7 +7,7 @@ all plaquettes of a closed surface is 1), times the gauge orbit and two free hol
 
     p(θ_P) ∝ Π_P e^{β cos θ_P} · δ_{2π}(Σ_P θ_P),
 
-whose normalisation `Σ_n I_n(β)^V` is the exact partition function used in REFERENCE.md. It is
+whose normalisation `Σ_n I_n(β)^V` is the exact partition function used in docs/references.md. It is
 sampled exactly by rejection: draw `V − 1` plaquette angles i.i.d. from the von Mises law
 `e^{β cos θ}/(2π I_0(β))`, fix the last one by the constraint, and accept with probability
 `e^{β (cos θ_V − 1)}` (on average ≈ `I_0(β) e^{−β}`, 0.15 at β = 7). Links are then rebuilt in
