@@ -151,7 +151,7 @@ def run_demo(
 def _hmc_ensemble(action, n, seed, out, quiet):
     """`(samples (4, n/4, L, L), acceptance)` by Fourier-accelerated HMC, saved as hmc.npz."""
     from .io import save_ensemble
-    from .mcmc import HMC, run_chains
+    from .mcmc import HMC, chain_health, run_chains
     from .preconditioners import FourierKernel
 
     chains = 4
@@ -160,6 +160,14 @@ def _hmc_ensemble(action, n, seed, out, quiet):
     samples, acc = run_chains(
         hmc, jr.key(seed + 1), init, -(-n // chains), n_therm=200, thin=2, progress=not quiet
     )
+    health = chain_health(samples, acc)
+    if not health.ok:  # never train on (and compare with) a frozen or diverged ensemble
+        raise ValueError(
+            f"the demo's HMC ensemble is unhealthy ({'; '.join(health.problems)}): its settings "
+            f"(ε = 0.1, 10 steps, Fourier mass² 0.05) do not fit κ = {action.kappa}, λ = "
+            f"{action.lam}; generate the training data with `sqdiff generate` and a smaller "
+            "--step-size instead."
+        )
     meta = {
         "theory": "phi4",
         "params": action.params,

@@ -705,3 +705,11 @@ def test_a_renamed_option_in_a_config_file_is_an_error(tmp_path, capsys):
     assert main(["train", "x.npz", "--out", str(tmp_path / "m"), "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "train has no option 'steps'" in err and "iters" in err
+
+
+def test_demo_refuses_an_unhealthy_training_ensemble(tmp_path, capsys):
+    # deep in the broken phase the demo's HMC settings never accept: no table from frozen data
+    argv = ["demo", "--out", str(tmp_path / "d"), "--L", "4", "--kappa", "1.0", "--n", "8"]
+    assert main(argv + ["--iters", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "HMC ensemble is unhealthy" in err and "--step-size" in err
