@@ -40,10 +40,16 @@ def action(phi, mu2, g):
     return mu2 / 2 * phi**2 + g / 24 * phi**4
 
 
+def density_grid(mu2, g):
+    """`(x, e^{−S(x)} up to a constant)` on a fine grid over the support."""
+    x = np.linspace(-8, 8, 200_001)
+    s = action(x, mu2, g)
+    return x, np.exp(-(s - s.min()))
+
+
 def exact_samples(mu2, g, n, seed):
     """n exact draws of e^{−S} by inverting its CDF on a fine grid."""
-    x = np.linspace(-8, 8, 200_001)
-    w = np.exp(-(action(x, mu2, g) - action(x, mu2, g).min()))
+    x, w = density_grid(mu2, g)
     cdf = np.cumsum(w)
     cdf /= cdf[-1]
     u = np.random.default_rng(seed).random(n)
@@ -62,8 +68,7 @@ def exact_effective_action(mu2, g, schedule, t):
 
 
 def moment2(mu2, g):
-    x = np.linspace(-8, 8, 200_001)
-    w = np.exp(-(action(x, mu2, g) - action(x, mu2, g).min()))
+    x, w = density_grid(mu2, g)
     return float((x**2 * w).sum() / w.sum())
 
 

@@ -575,7 +575,7 @@ def _measured_health(ens):
 
 def cmd_measure(args) -> int:
     from .io import load_ensemble
-    from .observables import analyze
+    from .observables import analyze_primaries, measure_primaries
 
     ens = load_ensemble(args.file, beta=args.beta)
     health = _measured_health(ens)
@@ -584,9 +584,10 @@ def cmd_measure(args) -> int:
             f"{args.file} comes from an unhealthy sampler run ({'; '.join(health.problems)}); "
             "its error bars would be meaningless (--force measures it anyway)"
         )
-    results = analyze(ens.action, ens.samples, log_weights=ens.log_weights)
+    primaries = measure_primaries(ens.action, ens.samples)
+    results = analyze_primaries(ens.action, primaries, log_weights=ens.log_weights)
     if args.plot is not None:
-        _measurement_plot(args.plot, ens, results)
+        _measurement_plot(args.plot, ens, primaries, results)
     first = next(iter(results.values()), None)
     if args.flow is not None:
         results.update(_flowed(args, ens))
@@ -619,11 +620,9 @@ def cmd_measure(args) -> int:
     return 0
 
 
-def _measurement_plot(path: str, ens, results) -> None:
-    from .observables import measure_primaries
+def _measurement_plot(path: str, ens, primaries, results) -> None:
     from .plots import measurement_figure
 
-    primaries = measure_primaries(ens.action, ens.samples)
     try:
         measurement_figure(path, ens.action, primaries, results, log_weights=ens.log_weights)
     except ImportError as e:

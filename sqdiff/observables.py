@@ -12,7 +12,7 @@ from .stats import GammaResult, gamma_method, reweighted
 from .theories.base import AbstractAction
 from .theories.function import as_action
 
-__all__ = ["measure_primaries", "analyze"]
+__all__ = ["measure_primaries", "analyze", "analyze_primaries"]
 
 
 def measure_primaries(action: AbstractAction, samples, batch: int = 256) -> dict[str, np.ndarray]:
@@ -39,7 +39,14 @@ def analyze(
     callable `S(φ)` is analysed through `as_action` (its observable is the action)."""
     samples = np.asarray(samples)
     action = as_action(action, example=samples[0, 0] if samples.ndim >= 2 else None)
-    prim = measure_primaries(action, samples)
+    return analyze_primaries(action, measure_primaries(action, samples), S, log_weights)
+
+
+def analyze_primaries(
+    action: AbstractAction, prim: dict[str, np.ndarray], S: float = 1.5, log_weights=None
+) -> dict[str, GammaResult]:
+    """`analyze` from primaries already measured (`measure_primaries`, arrays `(chains, n)`),
+    for a caller that needs them too (`sqdiff measure --plot`)."""
     out = {}
     for name, (keys, f) in action.observables().items():
         data = np.stack([prim[k] for k in keys], axis=-1)  # (chains, n, A)

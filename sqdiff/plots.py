@@ -8,7 +8,6 @@ matplotlib is optional (`pip install -e ".[plot]"`); without it these functions 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -108,7 +107,6 @@ def _propagator(results: Mapping[str, GammaResult]):
     return np.array(sorted(rows)) if rows else None
 
 
-# long: four panels, each a few lines of matplotlib
 def measurement_figure(
     path: str,
     action: AbstractAction,
@@ -139,65 +137,16 @@ def measurement_figure(
         `path`.
     """
     plt = _pyplot()
-    observables = action.observables()
-    varying = [n for n in results if n in observables and results[n].error > 0]
-    names = [n for n in varying if not n.startswith(("G(p", "kappa"))] or varying
-    names = names[:MAX_CURVES]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), layout="constrained")
-    (ax_rho, ax_tau), (ax_hist, ax_g) = axes
-    if log_weights is None:
-        for i, (name, c) in enumerate(_curves(action, primaries, names, S).items()):
-            t = np.arange(c.rho.size)
-            tmax = min(c.rho.size, max(4 * c.window + 1, 10))
-            color = f"C{i}"
-            ax_rho.plot(t[:tmax], c.rho[:tmax], color=color, label=name)
-            ax_rho.axvline(c.window, color=color, ls=":", lw=0.8)
-            ax_tau.plot(t[:tmax], c.tau_int[:tmax], color=color, label=name)
-            ax_tau.fill_between(
-                t[:tmax],
-                (c.tau_int - c.tau_int_error)[:tmax],
-                (c.tau_int + c.tau_int_error)[:tmax],
-                color=color,
-                alpha=0.2,
-            )
-            ax_tau.plot([c.window], [c.tau_int[c.window]], "o", color=color)
-        ax_rho.axhline(0, color="k", lw=0.5)
-        ax_rho.set(xlabel="t (saved configurations)", ylabel="ρ(t)", title="autocorrelation")
-        ax_tau.set(xlabel="window W", ylabel="τ_int(W)", title="τ_int(W); dot: chosen window")
-        if names:
-            ax_rho.legend(fontsize=8)
+    fig, ((ax_rho, ax_tau), (ax_hist, ax_g)) = plt.subplots(
+        2, 2, figsize=(11, 7.5), layout="constrained"
+    )
+    w = None if log_weights is None else _normalised_weights(log_weights)
+    if w is None:
+        _autocorrelation_panels(ax_rho, ax_tau, action, primaries, results, S)
     else:
-        lw = np.asarray(log_weights, dtype=float).reshape(-1)
-        w = np.exp(lw - lw.max())
-        w = w / w.sum() * w.size
-        ax_rho.hist(w, bins=50, color="C0")
-        ax_rho.set(xlabel="N w_i / Σw", ylabel="count", title="normalised importance weights")
-        srt = np.sort(w)[::-1]
-        ax_tau.loglog(np.arange(1, srt.size + 1), srt, color="C0")
-        ax_tau.set(xlabel="rank", ylabel="N w / Σw", title="weights by rank (heavy tail: few)")
-    key = next((k for k in HISTOGRAMMED if k in primaries), None)
-    if key is not None:
-        x = np.asarray(primaries[key]).reshape(-1)
-        discrete = key == "Q" and np.allclose(x, np.round(x), atol=1e-3)
-        if discrete:
-            q = np.round(x).astype(int)
-            edges = np.arange(q.min(), q.max() + 2) - 0.5
-            ax_hist.hist(q, bins=edges, color="C1", weights=_hist_weights(log_weights, x.size))
-        else:
-            ax_hist.hist(x, bins=60, color="C1", weights=_hist_weights(log_weights, x.size))
-        ax_hist.set(xlabel=key, ylabel="count", title=f"histogram of {key}")
-    else:
-        ax_hist.set_axis_off()
-    prop = _propagator(results)
-    if prop is not None:
-        k, g, dg = prop.T
-        L = action.lattice_shape[0]
-        p_hat2 = 4 * np.sin(np.pi * k / L) ** 2
-        ax_g.errorbar(p_hat2, g, yerr=dg, fmt="o", capsize=3, color="C2")
-        ax_g.set_yscale("log")
-        ax_g.set(xlabel="p̂² = 4 sin²(πk/L)", ylabel="G(p)", title="propagator, p = (2πk/L, 0, …)")
-    else:
-        ax_g.set_axis_off()
+        _weight_panels(ax_rho, ax_tau, w)
+    _histogram_panel(ax_hist, primaries, w)
+    _propagator_panel(ax_g, action, results)
     params = ", ".join(f"{k}={v}" for k, v in action.params.items())
     fig.suptitle(f"{action.name} ({params})")
     out = _save(fig, path)
@@ -205,9 +154,77 @@ def measurement_figure(
     return out
 
 
-def _hist_weights(log_weights, n):
-    if log_weights is None:
-        return None
+def _normalised_weights(log_weights) -> np.ndarray:
+    """`N w_i / Σ w` of the flattened log-weights (mean 1)."""
     lw = np.asarray(log_weights, dtype=float).reshape(-1)
     w = np.exp(lw - lw.max())
-    return w * (n / w.sum()) if math.isfinite(w.sum()) else None
+    return w * (w.size / w.sum())
+
+
+def _autocorrelation_panels(ax_rho, ax_tau, action, primaries, results, S):
+    """ρ(t) and τ_int(W) with its error band of up to `MAX_CURVES` observables that vary."""
+    observables = action.observables()
+    varying = [n for n in results if n in observables and results[n].error > 0]
+    names = [n for n in varying if not n.startswith(("G(p", "kappa"))] or varying
+    names = names[:MAX_CURVES]
+    for i, (name, c) in enumerate(_curves(action, primaries, names, S).items()):
+        t = np.arange(c.rho.size)
+        tmax = min(c.rho.size, max(4 * c.window + 1, 10))
+        color = f"C{i}"
+        ax_rho.plot(t[:tmax], c.rho[:tmax], color=color, label=name)
+        ax_rho.axvline(c.window, color=color, ls=":", lw=0.8)
+        ax_tau.plot(t[:tmax], c.tau_int[:tmax], color=color, label=name)
+        ax_tau.fill_between(
+            t[:tmax],
+            (c.tau_int - c.tau_int_error)[:tmax],
+            (c.tau_int + c.tau_int_error)[:tmax],
+            color=color,
+            alpha=0.2,
+        )
+        ax_tau.plot([c.window], [c.tau_int[c.window]], "o", color=color)
+    ax_rho.axhline(0, color="k", lw=0.5)
+    ax_rho.set(xlabel="t (saved configurations)", ylabel="ρ(t)", title="autocorrelation")
+    ax_tau.set(xlabel="window W", ylabel="τ_int(W)", title="τ_int(W); dot: chosen window")
+    if names:
+        ax_rho.legend(fontsize=8)
+
+
+def _weight_panels(ax_hist, ax_rank, w):
+    """The normalised importance weights: their histogram and their values by rank."""
+    ax_hist.hist(w, bins=50, color="C0")
+    ax_hist.set(xlabel="N w_i / Σw", ylabel="count", title="normalised importance weights")
+    srt = np.sort(w)[::-1]
+    ax_rank.loglog(np.arange(1, srt.size + 1), srt, color="C0")
+    ax_rank.set(xlabel="rank", ylabel="N w / Σw", title="weights by rank (heavy tail: few)")
+
+
+def _histogram_panel(ax, primaries, w):
+    """A histogram of the first `HISTOGRAMMED` primary (integer bins for a charge),
+    reweighted when `w` is given and finite."""
+    key = next((k for k in HISTOGRAMMED if k in primaries), None)
+    if key is None:
+        ax.set_axis_off()
+        return
+    x = np.asarray(primaries[key]).reshape(-1)
+    weights = w if w is not None and np.all(np.isfinite(w)) else None
+    if key == "Q" and np.allclose(x, np.round(x), atol=1e-3):
+        x = np.round(x).astype(int)
+        bins = np.arange(x.min(), x.max() + 2) - 0.5
+    else:
+        bins = 60
+    ax.hist(x, bins=bins, color="C1", weights=weights)
+    ax.set(xlabel=key, ylabel="count", title=f"histogram of {key}")
+
+
+def _propagator_panel(ax, action, results):
+    """G(p̂²) from the `G(p=2pi*k/L)` observables, or an empty panel."""
+    prop = _propagator(results)
+    if prop is None:
+        ax.set_axis_off()
+        return
+    k, g, dg = prop.T
+    L = action.lattice_shape[0]
+    p_hat2 = 4 * np.sin(np.pi * k / L) ** 2
+    ax.errorbar(p_hat2, g, yerr=dg, fmt="o", capsize=3, color="C2")
+    ax.set_yscale("log")
+    ax.set(xlabel="p̂² = 4 sin²(πk/L)", ylabel="G(p)", title="propagator, p = (2πk/L, 0, …)")
