@@ -47,7 +47,14 @@ from .schedules import (
     VarianceExploding,
     VariancePreserving,
 )
-from .solvers import GeometricEulerMaruyama, GeometricHeun, LogDetSolver, log_likelihood, solve
+from .solvers import (
+    GeometricEulerMaruyama,
+    GeometricHeun,
+    LogDetSolver,
+    PredictableSteps,
+    log_likelihood,
+    solve,
+)
 from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
 from .theories import (
     AbstractAction,
@@ -124,6 +131,7 @@ __all__ = [
     "GeometricEulerMaruyama",
     "GeometricHeun",
     "LogDetSolver",
+    "PredictableSteps",
     "LuscherRK3",
     "analyze_flow",
     "flow_observables",

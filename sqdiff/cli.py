@@ -259,7 +259,7 @@ def _add_train(sub) -> None:
 
 # long: one argparse declaration per option of `sqdiff sample`
 def _add_sample(sub) -> None:
-    from .sampling import sample_maala, sample_pc
+    from .sampling import sample_maala, sample_pc, sample_sde
 
     sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
     sa.add_argument("model_dir")
@@ -281,6 +281,25 @@ def _add_sample(sub) -> None:
         type=_COUNT,
         help="reverse SDE / ODE steps (default 500; IMH on sun/un: flow steps, default 100; "
         "OSQ: the training steps)",
+    )
+    sa.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="sde: adaptive steps per sample (Gotta Go Fast's Euler–Maruyama/Heun pair, fresh "
+        "noise, no step rejected) instead of --steps",
+    )
+    sa.add_argument(
+        "--rtol", type=_POSITIVE, default=_default(sample_sde, "rtol"), help="--adaptive: rtol"
+    )
+    sa.add_argument(
+        "--noise",
+        choices=("tree", "fresh"),
+        default=_default(sample_sde, "noise"),
+        help="--adaptive: a Brownian tree with rejected steps retried (converges for any score) "
+        "or fresh increments, no step rejected (Gotta Go Fast's pair; no tree)",
+    )
+    sa.add_argument(
+        "--atol", type=_POSITIVE, default=_default(sample_sde, "atol"), help="--adaptive: atol"
     )
     sa.add_argument(
         "--t-mh",
@@ -822,6 +841,10 @@ def cmd_sample(args) -> int:
         "corrector_steps": args.corrector_steps,
         "snr": args.snr,
         "anneal": args.anneal,
+        "adaptive": args.adaptive or None,
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "noise": args.noise,
     }
     from .checkpoint import ModelDir
 
@@ -829,13 +852,17 @@ def cmd_sample(args) -> int:
     is_osq = spec.objective.name == "osq"
     # each method takes its own options; the parser's defaults fill the rest
     wanted = {
-        "sde": ("steps",),
+        "sde": ("steps", "adaptive", "rtol", "atol", "noise") if not is_osq else ("steps",),
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
         "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm"),
         # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
         "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
     }[args.method]
+    if args.adaptive and (args.method != "sde" or is_osq):
+        raise CLIError("--adaptive is for --method sde of a diffusion model")
+    if args.adaptive and args.steps is not None:
+        raise CLIError("give --steps (fixed steps) or --adaptive, not both")
     kw = {k: options[k] for k in wanted if options[k] is not None}
     res = sample_model(
         args.model_dir,
@@ -862,6 +889,9 @@ def cmd_sample(args) -> int:
         f"{res.action.name} {res.action.params} by {meta['sampler']['sampler']}, acceptance "
         f"{meta['acceptance']:.3f}{extra}"
     )
+    if "nfe" in meta:
+        nfe = meta["nfe"]
+        print(f"network evaluations per sample: {nfe['mean']:.1f} (max {nfe['max']:.0f})")
     from .mcmc import ChainHealth
 
     return _report_health(ChainHealth.from_json(meta["health"]) or ChainHealth(True, ()), args.out)

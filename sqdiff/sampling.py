@@ -2,7 +2,9 @@ r"""Sampling trained models: one small function per method, and one front door.
 
 Diffusion models (score networks trained by denoising score matching):
 
-- `sample_sde`: Euler–Maruyama reverse SDE from the prior at T to t = 0 (independent samples).
+- `sample_sde`: Euler–Maruyama reverse SDE from the prior at T to t = 0 (independent samples),
+  or adaptive steps per sample (`adaptive=True`: Gotta-Go-Fast error estimate, fresh noise,
+  `solve(..., noise="fresh")`).
 - `sample_ode`: probability-flow ODE (Tsit5, fixed steps) from the prior.
 - `sample_pc`: predictor–corrector (reverse SDE steps, each followed by Langevin corrector steps
   at signal-to-noise ratio `snr`).
@@ -18,7 +20,9 @@ Girsanov log-weights where the reference marginal is known) and `sample_osq_imh`
 independence chain through those paths).
 
 `sample_model(model_dir, n, method, ...)` loads (and verifies) the checkpoint once and looks the
-method up in the table of its objective. Every method returns a `SampleResult`.
+method up in the table of its objective. Every method returns a `SampleResult`; the diffusion
+samplers record their cost in `metadata["nfe"]`: network evaluations per sample (`mean`, `max`),
+rejected and burn-in steps included.
 
 Conditioning on a coupling β ≠ β0 (the training one, for actions ∝ β) rescales the score by
 `β/β0` in every stage: at small t the score is `−∇S_{β0}` and `(β/β0)(−∇S_{β0}) = −∇S_β`
@@ -92,31 +96,77 @@ class RescaledScore(eqx.Module):
         return self.factor * self.model(t, phi)
 
 
-def _independent(x, action, sampler, **settings) -> SampleResult:
+def _independent(x, action, sampler, nfe=None, **settings) -> SampleResult:
     meta = {"sampler": {"sampler": sampler, **settings}, "acceptance": 1.0}
+    if nfe is not None:
+        meta["nfe"] = _nfe_summary(nfe)
     return SampleResult(np.asarray(x)[None], meta, action)
 
 
-def _reverse_to(model, action, t_end, steps):
+def _nfe_summary(counts) -> dict:
+    """Network evaluations per sample: `{"mean": …, "max": …}` of per-sample counts."""
+    counts = np.asarray(counts, np.float64)
+    return {"mean": float(np.mean(counts)), "max": float(np.max(counts))}
+
+
+#: adaptive reverse solves stop at `ADAPTIVE_STOP · T` and finish with one Euler–Maruyama step,
+#: which evaluates the score at its start: score networks are singular at t = 0 (Σ(0) = 0 on
+#: VE), and Heun's second stage would evaluate there
+ADAPTIVE_STOP = 1e-3
+
+
+def _reverse_to(model, action, t_end, steps, adaptive: dict | None = None):
+    """`key ↦ (φ(t_end), network evaluations)` by the reverse SDE from the prior at `T`:
+    `steps` Euler–Maruyama steps, or adaptive steps with `solve`'s options `adaptive`."""
     sch, shape = model.schedule, action.config_shape
     rev = Reverse(sch, model, group=action.group)
 
     def one(k):
-        k0, k1 = jr.split(k)
-        return solve(rev, rev.prior_sample(k0, shape), sch.T, t_end, key=k1, n_steps=steps).ys[-1]
+        k0, k1, k2 = jr.split(k, 3)
+        x = rev.prior_sample(k0, shape)
+        if adaptive is None:
+            sol = solve(rev, x, sch.T, t_end, key=k1, n_steps=steps)
+            return sol.ys[-1], sol.stats["num_evaluations"]
+        t_stop = t_end + ADAPTIVE_STOP * sch.T
+        sol = solve(rev, x, sch.T, t_stop, key=k1, adaptive=True, **adaptive)
+        last = solve(rev, sol.ys[-1], t_stop, t_end, key=k2, n_steps=1)
+        return last.ys[-1], sol.stats["num_evaluations"] + 1
 
     return one
 
 
 def sample_sde(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
+    adaptive: bool = False, rtol: float = 0.02, atol: float = 0.01, noise: str = "tree",
     batch: int = 256, progress: bool = False,
 ) -> SampleResult:  # fmt: skip
-    """`n` independent samples by the reverse SDE (Song et al. 2021, Eq. 6) in `steps`
-    Euler–Maruyama steps from `T` to 0."""
-    one = _reverse_to(model, action, 0.0, integer(steps, "steps"))
-    x = map_batched(one, jr.split(key, n), batch, progress, "dm-sde")
-    return _independent(x, action, "dm-sde", steps=steps)
+    """`n` independent samples by the reverse SDE (Song et al. 2021, Eq. 6) from `T` to 0.
+
+    Args:
+        steps: Euler–Maruyama steps (fixed grid), unless `adaptive`.
+        adaptive: per-sample adaptive steps with the mixed tolerance of Gotta Go Fast
+            (Jolicoeur-Martineau et al., arXiv:2105.14080) in the RMS norm of the configuration,
+            down to `10⁻³ T`; one Euler–Maruyama step from there to 0 (`ADAPTIVE_STOP`).
+        rtol, atol: its tolerances (state units).
+        noise: `"tree"`: a `VirtualBrownianTree`, rejected steps retried on the same Brownian
+            path (ShARK on flat fields, step-doubling Heun on groups): converges for any score.
+            `"fresh"`: Gotta Go Fast's Euler–Maruyama/Heun pair on fresh increments, no step
+            rejected (`solve(..., noise="fresh")`, `PredictableSteps`): no tree, but a score
+            steep enough to overshoot before the step shrinks makes the solve fail (non-finite).
+    """
+    if adaptive:
+        if not (rtol > 0 and atol > 0):
+            raise ValueError(f"`rtol` and `atol` must be > 0, got {rtol}, {atol}.")
+        if noise not in ("tree", "fresh"):
+            raise ValueError(f"`noise` must be 'tree' or 'fresh', got {noise!r}.")
+        tol = {"rtol": float(rtol), "atol": float(atol), "noise": noise}
+        one = _reverse_to(model, action, 0.0, None, tol)
+        settings = {"adaptive": True, **tol}
+    else:
+        one = _reverse_to(model, action, 0.0, integer(steps, "steps"))
+        settings = {"steps": steps}
+    x, nfe = map_batched(one, jr.split(key, n), batch, progress, "dm-sde")
+    return _independent(x, action, "dm-sde", nfe, **settings)
 
 
 def sample_pc(
@@ -133,7 +183,10 @@ def sample_pc(
         )  # fmt: skip
 
     x = map_batched(one, jr.split(key, n), batch, progress, "dm-pc")
-    return _independent(x, action, "dm-pc", steps=steps, corrector_steps=corrector_steps, snr=snr)
+    nfe = np.full(n, steps * (1 + corrector_steps))  # one predictor and the corrector steps
+    return _independent(
+        x, action, "dm-pc", nfe, steps=steps, corrector_steps=corrector_steps, snr=snr
+    )
 
 
 def sample_ode(
@@ -149,10 +202,11 @@ def sample_ode(
 
     def one(k):
         z = flow.prior_sample(k, shape)
-        return solve(flow, z, sch.T, 1e-3 * sch.T, n_steps=steps, grid=grid).ys[0][-1]
+        sol = solve(flow, z, sch.T, 1e-3 * sch.T, n_steps=steps, grid=grid)
+        return sol.ys[0][-1], sol.stats["num_evaluations"]
 
-    x = map_batched(one, jr.split(key, n), batch, progress, "dm-ode")
-    return _independent(x, action, "dm-ode", steps=steps)
+    x, nfe = map_batched(one, jr.split(key, n), batch, progress, "dm-ode")
+    return _independent(x, action, "dm-ode", nfe, steps=steps)
 
 
 def sample_maala(
@@ -177,17 +231,18 @@ def sample_maala(
     eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
     if anneal == "sde":
         start_fn = _reverse_to(model, action, t_mh * sch.T, steps)
-    else:
+    else:  # 5 Langevin steps on each of `steps` levels
         levels = sch.T * t_mh ** jnp.linspace(0.0, 1.0, steps)
 
         def start_fn(k):
             ka, kb = jr.split(k)
             x = Reverse(sch, model, group=action.group).prior_sample(ka, shape)
-            return annealed_langevin(
+            x = annealed_langevin(
                 kb, sch, model, x, levels, steps_per_level=5, step_size=eps, group=action.group
             )
+            return x, jnp.asarray(5 * steps)
 
-    start = map_batched(start_fn, jr.split(k0, chains), batch, progress, "dm-maala")
+    start, start_nfe = map_batched(start_fn, jr.split(k0, chains), batch, progress, "dm-maala")
     sampler = MAALA(action, model, t_mh * sch.T, eps)
     samples, acc = run_chains(
         sampler, k1, start, per_chain, n_therm=integer(n_therm, "n_therm", minimum=0),
@@ -201,6 +256,11 @@ def sample_maala(
     }  # fmt: skip
     health = chain_health(samples, acc, independent=per_chain == 1)
     meta = {"sampler": settings, "acceptance": float(np.mean(acc)), "health": health.to_json()}
+    # per chain: its start, one drift at the start of MALA, one per MALA step (the drift at
+    # the current point is cached); shared out over the chain's samples
+    mala_steps = integer(n_therm, "n_therm", minimum=0) + per_chain * thin
+    per_sample = (np.asarray(start_nfe) + 1 + mala_steps) / per_chain
+    meta["nfe"] = _nfe_summary(per_sample)
     return SampleResult(samples, meta, action)
 
 

@@ -335,35 +335,31 @@ def toy_model(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("method", ["sde", "ode", "pc", "maala", "maala-annealed", "imh"])
+#: network evaluations per sample at --steps 50 (maala: 64 chains of one sample, --thin 5)
+NFE = {"sde": 50, "ode": 1 + 6 * 50, "pc": 50 * 2, "maala": 50 + 1 + 5, "maala-annealed": 250 + 6}
+
+
+@pytest.mark.parametrize(
+    "method", ["sde", "sde-adaptive", "ode", "pc", "maala", "maala-annealed", "imh"]
+)
 def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
     out = toy_model / f"{method}.npz"
-    extra = ["--anneal", "langevin"] if method == "maala-annealed" else []
-    method = method.split("-")[0]
-    assert (
-        main(
-            [
-                "sample",
-                str(toy_model / "model"),
-                "--n",
-                "64",
-                "--method",
-                method,
-                "--steps",
-                "50",
-                "--chains",
-                "64",
-                "--thin",
-                "5",
-                "--out",
-                str(out),
-                "--quiet",
-                *extra,
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+    extra = {
+        "maala-annealed": ["--anneal", "langevin"],
+        "sde-adaptive": ["--adaptive", "--rtol", "0.05"],
+    }.get(method, ["--steps", "50"])
+    argv = ["sample", str(toy_model / "model"), "--n", "64", "--method", method.split("-")[0]]
+    argv += ["--chains", "64", "--thin", "5", "--out", str(out), "--quiet", *extra]
+    if method == "maala-annealed":
+        argv += ["--steps", "50"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    if method in NFE:
+        assert f"network evaluations per sample: {NFE[method]:.1f}" in printed, printed
+    elif method == "sde-adaptive":
+        nfe = sq.io.load_ensemble(out).metadata["nfe"]
+        assert 4 <= nfe["mean"] < nfe["max"] < 2000, nfe  # two per step, steps per sample
+        assert f"per sample: {nfe['mean']:.1f}" in printed
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     obs = res["observables"]
@@ -378,6 +374,9 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         (["sample", str(tmp_path), "--n", "8"], "not a sqdiff model"),
         (["sample", model, "--n", "8", "--beta", "2"], "no coupling β"),
         (["sample", model, "--n", "8", "--method", "pc", "--snr", "0"], "snr"),
+        (["sample", model, "--n", "8", "--method", "ode", "--adaptive"], "--method sde"),
+        (["sample", model, "--n", "8", "--adaptive", "--steps", "9"], "not both"),
+        (["sample", model, "--n", "8", "--adaptive", "--rtol", "0"], "--rtol"),
     ]:
         assert main(argv + ["--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()

@@ -177,3 +177,97 @@ def test_group_probability_flow_needs_a_fixed_grid():
     sol0 = sq.solve(plain, U0, 1.0, 1e-3, n_steps=8, grid="geometric", ts=[1.0, 0.1, 1e-3])
     np.testing.assert_allclose(np.asarray(sol0.ys[0]), np.asarray(U), atol=1e-6)
     assert np.all(np.asarray(sol0.ys[1]) == 0.0)
+
+
+def _mixture_cumulant_pulls(x, exact):
+    est, err = sq.stats.jackknife(
+        lambda d: np.asarray(sq.stats.cumulants(d, 4))[1::2], np.asarray(x, np.float64), 50
+    )
+    return (np.asarray(est) - exact) / np.asarray(err)
+
+
+@pytest.mark.parametrize(
+    "schedule", [sq.VarianceExploding(25.0), sq.VariancePreserving(0.1, 20.0)], ids=["VE", "VP"]
+)
+def test_fresh_noise_adaptive_reverse_sde_samples_the_mixture(schedule):
+    # Gotta Go Fast's error estimate, fresh noise, no rejection (PredictableSteps), one step
+    # size per sample (vmap): κ2, κ4 of ½[N(±1, 0.25²)] = 1.0625, −2 within 4σ (jackknife).
+    mix = sq.GaussianMixture.symmetric(1.0, 0.25)
+    rev = sq.Reverse(schedule, lambda t, x: mix.score(t, x, schedule))
+
+    def one(k):
+        k0, k1 = jr.split(k)
+        x = schedule.prior_sample(k0, ())
+        sol = sq.solve(
+            rev, x, schedule.T, 0.0, key=k1, adaptive=True, noise="fresh", rtol=0.01, atol=0.005
+        )
+        return sol.ys[-1], sol.stats["num_evaluations"], sol.stats["num_rejected_steps"]
+
+    x, nfe, rejected = jax.jit(jax.vmap(one))(jr.split(jr.key(5), 40_000))
+    pulls = _mixture_cumulant_pulls(x, np.array([1.0625, -2.0]))
+    assert np.all(np.abs(pulls) < 4), pulls
+    assert int(np.max(rejected)) == 0  # PredictableSteps keeps every step
+    nfe = np.asarray(nfe)
+    assert 40 < nfe.mean() < 400 and np.ptp(nfe) > 0  # adaptive, and per sample
+
+
+def test_fresh_noise_adaptive_sde_converges_on_a_stiff_ou_process():
+    # dX = −θX dt + dW from 0 to 1, θ = 50: Var X_1 = (1 − e^{−2θ})/(2θ). Without rejection
+    # the step-size rule alone must keep the stiff drift stable and converge with the tolerance.
+    theta, n = 50.0, 20_000
+    ou = sq.SDE(lambda t, y, a: -theta * y, lambda t, y, a: 1.0, additive_noise=True)
+    exact = (1 - math.exp(-2 * theta)) / (2 * theta)
+
+    def var(tol):
+        run = jax.vmap(
+            lambda k: sq.solve(
+                ou, jnp.zeros(()), 0.0, 1.0, key=k, adaptive=True, noise="fresh", rtol=tol,
+                atol=tol,
+            ).ys[-1]
+        )  # fmt: skip
+        return float(np.var(np.asarray(run(jr.split(jr.key(7), n)), np.float64)))
+
+    assert abs(var(1e-3) - exact) < 4 * exact * math.sqrt(2 / n)
+    assert abs(var(1e-1) - exact) > 20 * exact * math.sqrt(2 / n)  # loose: visibly biased
+
+
+def _counting(vf):
+    """`vf` that also counts its executions on the host."""
+    calls = []
+
+    def counted(t, y, args):
+        jax.debug.callback(lambda: calls.append(1))
+        return vf(t, y, args)
+
+    return counted, calls
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"n_steps": 17},
+        {"adaptive": True},
+        {"adaptive": True, "noise": "fresh"},
+        {"adaptive": True, "solver": sq.GeometricHeun(step_doubling=True)},
+    ],
+    ids=["euler-maruyama", "shark-tree", "fresh", "heun-doubling"],
+)
+def test_num_evaluations_counts_every_drift_evaluation(options):
+    drift, calls = _counting(lambda t, y, a: -3.0 * y)
+    ou = sq.SDE(drift, lambda t, y, a: 1.0, additive_noise=True)
+    sol = sq.solve(ou, jnp.ones(4), 0.0, 1.0, key=jr.key(0), rtol=1e-2, atol=1e-2, **options)
+    jax.block_until_ready(sol.ys)
+    jax.effects_barrier()
+    assert int(sol.stats["num_evaluations"]) == len(calls) > 0
+    if options.get("adaptive"):
+        assert int(sol.stats["num_steps"]) > 3
+
+
+@pytest.mark.parametrize("n_steps", [None, 12])
+def test_num_evaluations_of_ode_solves(n_steps):
+    drift, calls = _counting(lambda t, y, a: -y)
+    ode = sq.SDE(drift, None)
+    sol = sq.solve(ode, jnp.ones(3), 0.0, 2.0, n_steps=n_steps, rtol=1e-6, atol=1e-6)
+    jax.block_until_ready(sol.ys)
+    jax.effects_barrier()
+    assert int(sol.stats["num_evaluations"]) == len(calls) == 1 + 6 * int(sol.stats["num_steps"])
