@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from ._xla import hot_jit
+from .sharding import shard_batch
 
 
 class Progress:
@@ -46,14 +47,15 @@ class Progress:
 
 def map_batched(fn, keys, batch: int, progress: bool = False, label: str = "sampling"):
     """`jax.vmap(fn)(keys)` computed `batch` keys at a time; the last batch is padded with extra
-    keys whose results are dropped. Outputs may be pytrees. Without `progress` the batches run
+    keys whose results are dropped. Outputs may be pytrees. Each batch is split over the devices
+    in use (`sqdiff.sharding`). Without `progress` the batches run
     as one `lax.map`; with it, one compiled vmapped call per batch and a bar on stderr."""
     n = keys.shape[0]
     batch = max(1, min(batch, n))
     nb = -(-n // batch)
     if nb * batch > n:
         keys = jnp.concatenate([keys, jr.split(keys[0], nb * batch - n)])
-    keys = keys.reshape((nb, batch) + keys.shape[1:])
+    keys = shard_batch(keys.reshape((nb, batch) + keys.shape[1:]), axis=1)  # over the devices
     if progress:
         vfn = hot_jit(jax.vmap(fn))
         bar = Progress(n, label)

@@ -24,6 +24,7 @@ from ._batching import Progress
 from ._xla import hot_jit
 from .checkpoint import Checkpoint, ModelDir, TrainConfig, make_optimizer, templates
 from .objectives import AbstractObjective
+from .sharding import batch_sharding
 from .specs import ModelSpec
 from .theories.base import AbstractAction
 
@@ -95,10 +96,11 @@ def _check_data(objective: AbstractObjective, spec: ModelSpec, data):
 
 
 @hot_jit
-def _advance(objective, config, static, data, state, start, count):
+def _advance(objective, config, static, data, state, start, count, sharding=None):
     """`count` optimiser steps from step `start` (traced) as one `lax.scan`. The objective's
     and model's static parts and the config are static, so runs and resumes with the same
-    settings reuse one compilation."""
+    settings reuse one compilation. `sharding` (static) splits each minibatch over devices
+    (data parallel; the compiler reduces the gradients)."""
     opt = make_optimizer(config)
     base_key = jr.key(config.seed)
 
@@ -109,6 +111,8 @@ def _advance(objective, config, static, data, state, start, count):
         batch = (
             None if data is None else data[jr.randint(k_batch, (config.batch,), 0, data.shape[0])]
         )
+        if sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
         loss, grads = eqx.filter_value_and_grad(
             lambda p: objective.loss(eqx.combine(p, static), k_loss, batch)
         )(params)
@@ -200,10 +204,11 @@ def _loop(directory, spec, config, objective, data, model, state, step, losses, 
     last_saved = step
     bar = Progress(config.steps, "training", enabled=progress, unit="step")
     bar.update(step)  # a resumed run starts where it stopped
+    sharding = None if data is None else batch_sharding(config.batch, data.ndim)
     while step < config.steps:
         count = min(config.steps_per_call, config.steps - step)
         new_state, chunk_losses = _advance(
-            objective, config, static, data, state, jnp.asarray(step), count
+            objective, config, static, data, state, jnp.asarray(step), count, sharding
         )
         chunk_losses = np.asarray(chunk_losses)
         finite = np.all(np.isfinite(chunk_losses)) and bool(_all_finite(new_state[0]))

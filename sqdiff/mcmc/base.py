@@ -23,6 +23,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from .._batching import Progress
 from .._checks import check_finite, integer
 from .._xla import hot_jit
+from ..sharding import shard_batch
 from ..theories import AbstractAction
 
 __all__ = [
@@ -184,6 +185,8 @@ def run_chains(
     Returns `(samples, accept)`: samples of shape `(n_chains, n_samples, *config)` and the mean
     acceptance probability of each chain (`(n_chains,)`). Steps run in `jit`-compiled
     `lax.scan` chunks of `chunk` samples; a progress bar goes to stderr when `progress`.
+    The chains are split over the devices in use (`sqdiff.sharding`); the result does not
+    depend on their number.
     """
     n_samples, thin, chunk = (integer(n_samples, "n_samples"), integer(thin, "thin"),
                               integer(chunk, "chunk"))  # fmt: skip
@@ -196,7 +199,7 @@ def run_chains(
 
     bar = Progress(n_therm + n_samples * thin, "sampling", enabled=progress)
     key_therm, key = jr.split(key)
-    states = _init_chains(sampler, init_positions)
+    states = _init_chains(sampler, shard_batch(init_positions))  # chains over the devices
     done = 0
     while done < n_therm:  # thermalisation in chunks (one compiled shape)
         m = min(chunk, n_therm - done)
