@@ -14,7 +14,9 @@ import os
 import re
 import sys
 
-SAMPLERS = ("hmc", "omelyan", "fahmc", "mala", "hmc+wolff", "fahmc+wolff", "exact")
+SAMPLERS = (
+    "hmc", "omelyan", "fahmc", "mala", "hmc+wolff", "fahmc+wolff", "hmc+instanton", "exact"
+)  # fmt: skip
 TOYS = ("quartic", "double_well", "cosine")
 # default (step size, MD steps) per theory
 DEFAULT_MD = {
@@ -206,6 +208,12 @@ def _add_generate(sub) -> None:
     g.add_argument("--n-md", type=_COUNT, help="MD steps per trajectory")
     g.add_argument("--mass2", type=_POSITIVE, default=1.0, help="FA-HMC m²_eff")
     g.add_argument("--n-wolff", type=_COUNT, default=1, help="Wolff flips per step")
+    g.add_argument(
+        "--n-instanton",
+        type=_COUNT,
+        default=4,
+        help="hmc+instanton (u1): instanton-insertion moves per trajectory",
+    )
     g.add_argument("--n", type=_COUNT, required=True, help="configurations per chain")
     g.add_argument("--chains", type=_COUNT, default=1, help="independent chains")
     g.add_argument("--therm", type=_COUNT0, default=200, help="thermalisation steps")
@@ -312,6 +320,12 @@ def _add_sample(sub) -> None:
     )
     sa.add_argument(
         "--chains", type=_COUNT, default=_default(sample_maala, "chains"), help="MAALA chains"
+    )
+    sa.add_argument(
+        "--instanton",
+        type=_COUNT0,
+        default=0,
+        help="maala on u1: instanton-insertion moves after every MAALA step (change Q by ±1)",
     )
     sa.add_argument(
         "--anneal",
@@ -480,7 +494,7 @@ def build_action(args):
 def build_sampler(args, action):
     """The sampler named by --sampler; the library checks what fits the theory (Fourier
     acceleration needs a scalar field on a lattice, Wolff flips a φ⁴ action)."""
-    from .mcmc import HMC, MALA, Composed, WolffPhi4
+    from .mcmc import HMC, MALA, Composed, InstantonU1, WolffPhi4
     from .preconditioners import FourierKernel
 
     eps, n_md = DEFAULT_MD.get(action.name, DEFAULT_MD["toy"])
@@ -496,6 +510,8 @@ def build_sampler(args, action):
         hmc = HMC(action, eps, n_md, "omelyan" if name == "omelyan" else "leapfrog")
     if name.endswith("+wolff"):
         return Composed(hmc, WolffPhi4(action, args.n_wolff))
+    if name.endswith("+instanton"):
+        return Composed(hmc, InstantonU1(action, args.n_instanton))
     return hmc
 
 
@@ -841,6 +857,7 @@ def cmd_sample(args) -> int:
         "corrector_steps": args.corrector_steps,
         "snr": args.snr,
         "anneal": args.anneal,
+        "instanton": args.instanton or None,
         "adaptive": args.adaptive or None,
         "rtol": args.rtol,
         "atol": args.atol,
@@ -855,10 +872,12 @@ def cmd_sample(args) -> int:
         "sde": ("steps", "adaptive", "rtol", "atol", "noise") if not is_osq else ("steps",),
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
-        "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm"),
+        "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm", "instanton"),
         # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
         "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
     }[args.method]
+    if args.instanton and args.method != "maala":
+        raise CLIError("--instanton is for --method maala (on u1)")
     if args.adaptive and (args.method != "sde" or is_osq):
         raise CLIError("--adaptive is for --method sde of a diffusion model")
     if args.adaptive and args.steps is not None:

@@ -45,7 +45,16 @@ from ._batching import map_batched
 from ._checks import integer
 from .checkpoint import ModelDir
 from .dynamics import ProbabilityFlow, Reverse
-from .mcmc import MAALA, chain_health, flow_proposals, imh_chain, independence_mh, run_chains
+from .mcmc import (
+    MAALA,
+    Composed,
+    InstantonU1,
+    chain_health,
+    flow_proposals,
+    imh_chain,
+    independence_mh,
+    run_chains,
+)
 from .mcmc.imh import GROUP_FLOW_STEPS, target_log_weights
 from .osq import OptimalSQ, log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
@@ -213,17 +222,22 @@ def sample_maala(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     t_mh: float = 0.05, c: float = 0.5, chains: int = 16, thin: int = 1, anneal: str = "sde",
     beta_ratio: float = 1.0, batch: int = 256, progress: bool = False, n_therm: int = 0,
+    instanton: int = 0,
 ) -> SampleResult:  # fmt: skip
     """Exact samples by MAALA: reverse SDE (or annealed Langevin) to `t_mh` (a fraction of T),
     then Metropolis-adjusted Langevin with the learned drift, `ε = c Σ(t_mh)²`; the first
     `n_therm` MAALA steps of each chain are discarded (burn-in: the chains start from the
-    model's samples at `t_mh`, not from the target)."""
+    model's samples at `t_mh`, not from the target). On 2D U(1), `instanton = k` follows every
+    MAALA step by `k` instanton-insertion moves (`mcmc.InstantonU1`: exact, change Q by ±1),
+    which the local steps cannot do at large β."""
     if not 0 < t_mh < 1:
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:
         raise ValueError(f"`c` must be > 0, got {c}.")
     if anneal not in ("sde", "langevin"):
         raise ValueError(f"`anneal` must be 'sde' or 'langevin', got {anneal!r}.")
+    instanton = integer(instanton, "instanton", minimum=0)
+    moves = InstantonU1(action, instanton) if instanton else None  # checks the theory first
     sch, shape = model.schedule, action.config_shape
     chains = max(1, min(integer(chains, "chains"), n))
     per_chain = -(-n // chains)
@@ -243,7 +257,9 @@ def sample_maala(
             return x, jnp.asarray(5 * steps)
 
     start, start_nfe = map_batched(start_fn, jr.split(k0, chains), batch, progress, "dm-maala")
-    sampler = MAALA(action, model, t_mh * sch.T, eps)
+    maala = MAALA(action, model, t_mh * sch.T, eps)
+    # the MAALA cache is rebuilt after the moves: one more evaluation per step
+    sampler = maala if moves is None else Composed(maala, moves)
     samples, acc = run_chains(
         sampler, k1, start, per_chain, n_therm=integer(n_therm, "n_therm", minimum=0),
         thin=thin, progress=progress,
@@ -251,15 +267,17 @@ def sample_maala(
     if per_chain == 1:  # final states of independent chains: independent samples
         samples = samples.reshape((1, chains) + tuple(shape))
     settings = {
-        **sampler.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal,
+        **maala.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal,
         "beta_ratio": beta_ratio, "chains": chains, "thin": thin, "n_therm": n_therm,
+        **({"instanton": instanton} if instanton else {}),
     }  # fmt: skip
     health = chain_health(samples, acc, independent=per_chain == 1)
     meta = {"sampler": settings, "acceptance": float(np.mean(acc)), "health": health.to_json()}
     # per chain: its start, one drift at the start of MALA, one per MALA step (the drift at
     # the current point is cached); shared out over the chain's samples
     mala_steps = integer(n_therm, "n_therm", minimum=0) + per_chain * thin
-    per_sample = (np.asarray(start_nfe) + 1 + mala_steps) / per_chain
+    per_step = 2 if instanton else 1
+    per_sample = (np.asarray(start_nfe) + 1 + per_step * mala_steps) / per_chain
     meta["nfe"] = _nfe_summary(per_sample)
     return SampleResult(samples, meta, action)
 

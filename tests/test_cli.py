@@ -377,6 +377,8 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         (["sample", model, "--n", "8", "--method", "ode", "--adaptive"], "--method sde"),
         (["sample", model, "--n", "8", "--adaptive", "--steps", "9"], "not both"),
         (["sample", model, "--n", "8", "--adaptive", "--rtol", "0"], "--rtol"),
+        (["sample", model, "--n", "8", "--instanton", "2"], "--method maala"),
+        (["sample", model, "--n", "8", "--method", "maala", "--instanton", "2"], "theory 'u1'"),
     ]:
         assert main(argv + ["--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
@@ -712,3 +714,18 @@ def test_demo_refuses_an_unhealthy_training_ensemble(tmp_path, capsys):
     assert main(argv + ["--iters", "1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "HMC ensemble is unhealthy" in err and "--step-size" in err
+
+
+def test_generate_hmc_with_instanton_moves_unfreezes_u1(tmp_path, capsys):
+    # β = 7, L = 8: plain HMC from random starts keeps its sectors; with instanton moves the
+    # charge moves every trajectory and χ_t is exact (docs/references.md: 0.003392)
+    out = tmp_path / "hi.npz"
+    argv = ["generate", "u1", "--L", "8", "--beta", "7", "--sampler", "hmc+instanton"]
+    argv += ["--n", "1000", "--chains", "4", "--therm", "100", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["measure", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    chi = res["observables"]["chi_t"]
+    assert chi["tau_int"] < 5 and abs(chi["value"] - 0.003392) < 4 * chi["error"]
+    assert sq.io.load_ensemble(out).metadata["sampler"]["sampler"] == "hmc+instanton"

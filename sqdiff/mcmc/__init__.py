@@ -14,6 +14,7 @@ from .base import (
 from .health import MIN_ACCEPTANCE, ChainHealth, chain_health
 from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
+from .instanton import InstantonInfo, InstantonU1, u1_instanton
 from .integrators import OMELYAN_LAMBDA, leapfrog, omelyan
 from .mala import MAALA, MALA, AbstractDrift, ForceDrift, MALAState, ScoreDrift
 from .proposal import acceptance_probability, langevin_step, metropolis_accept
@@ -34,6 +35,8 @@ __all__ = [
     "HMCInfo",
     "HMCState",
     "Info",
+    "InstantonInfo",
+    "InstantonU1",
     "MAALA",
     "MALA",
     "MALAState",
@@ -48,6 +51,7 @@ __all__ = [
     "imh_chain",
     "importance_weights",
     "independence_mh",
+    "u1_instanton",
     "langevin_step",
     "leapfrog",
     "metropolis_accept",
