@@ -293,21 +293,20 @@ def _add_sample(sub) -> None:
     sa.add_argument(
         "--adaptive",
         action="store_true",
-        help="sde: adaptive steps per sample (Gotta Go Fast's Euler–Maruyama/Heun pair, fresh "
-        "noise, no step rejected) instead of --steps",
+        help="sde: adaptive steps per sample under Gotta Go Fast's mixed tolerance (--rtol, "
+        "--atol, --noise) instead of --steps; the evaluations per sample are printed",
     )
-    sa.add_argument(
-        "--rtol", type=_POSITIVE, default=_default(sample_sde, "rtol"), help="--adaptive: rtol"
-    )
+    for tol in ("rtol", "atol"):
+        sa.add_argument(
+            f"--{tol}", type=_POSITIVE, default=_default(sample_sde, tol), help=f"--adaptive: {tol}"
+        )
     sa.add_argument(
         "--noise",
         choices=("tree", "fresh"),
         default=_default(sample_sde, "noise"),
-        help="--adaptive: a Brownian tree with rejected steps retried (converges for any score) "
-        "or fresh increments, no step rejected (Gotta Go Fast's pair; no tree)",
-    )
-    sa.add_argument(
-        "--atol", type=_POSITIVE, default=_default(sample_sde, "atol"), help="--adaptive: atol"
+        help="--adaptive: a Brownian tree, rejected steps retried (ShARK; converges for any "
+        "score), or fresh increments with no step rejected (Gotta Go Fast's Euler–Maruyama/Heun "
+        "pair; no tree)",
     )
     sa.add_argument(
         "--t-mh",

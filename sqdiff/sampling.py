@@ -3,8 +3,8 @@ r"""Sampling trained models: one small function per method, and one front door.
 Diffusion models (score networks trained by denoising score matching):
 
 - `sample_sde`: Euler–Maruyama reverse SDE from the prior at T to t = 0 (independent samples),
-  or adaptive steps per sample (`adaptive=True`: Gotta-Go-Fast error estimate, fresh noise,
-  `solve(..., noise="fresh")`).
+  or adaptive steps per sample (`adaptive=True`: Gotta Go Fast's mixed tolerance, on a Brownian
+  tree by default or on fresh noise without rejection, `noise="fresh"`).
 - `sample_ode`: probability-flow ODE (Tsit5, fixed steps) from the prior.
 - `sample_pc`: predictor–corrector (reverse SDE steps, each followed by Langevin corrector steps
   at signal-to-noise ratio `snr`).
