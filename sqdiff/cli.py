@@ -233,6 +233,14 @@ def _add_train(sub) -> None:
 
     t = sub.add_parser("train", help="train a score network on an ensemble (score matching)")
     t.add_argument("ensemble", help="ensemble (.npz, .h5, .lime) from `sqdiff generate`")
+    t.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="ENSEMBLE",
+        help="the same theory at another lattice size, repeatable: train on every volume at "
+        "once (each step: --batch configurations of each; translation-equivariant networks)",
+    )
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--iters", type=_COUNT, default=TrainConfig.steps, help="optimiser steps")
     t.add_argument("--batch", type=_COUNT, default=TrainConfig.batch)
@@ -830,15 +838,36 @@ def cmd_train(args) -> int:
         seed=args.seed,
     )
     data = ens.samples.reshape((-1,) + spec.config_shape)
-    res = train(args.out, data, spec, config, resume=args.resume, progress=not args.quiet)
+    volumes = [data] + [_other_volume(path, ens) for path in args.also]
+    res = train(
+        args.out, volumes if args.also else data, spec, config, resume=args.resume,
+        progress=not args.quiet,
+    )  # fmt: skip
     tail = np.mean(res.losses[-100:]) if res.losses else float("nan")
     _loss_plot(args.out, res.losses, f"score matching ({spec.network.name})")
     print(
         f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} "
-        f"{spec.network.name} for {res.step} steps on {data.shape[0]} configurations; "
+        f"{spec.network.name} for {res.step} steps on "
+        f"{' + '.join(str(v.shape[0]) for v in volumes)} configurations; "
         f"final loss {tail:.4f}; model in {args.out}"
     )
     return 0 if res.status == "done" else 1
+
+
+def _other_volume(path: str, main):
+    """The configurations of `--also PATH`: the main ensemble's theory at another size."""
+    from .io import load_ensemble
+
+    other = load_ensemble(path)
+    if other.log_weights is not None:
+        raise CLIError(f"--also {path} is importance-weighted: resample it first")
+    strip = lambda a: (a.name, {k: v for k, v in a.params.items() if k != "L"})  # noqa: E731
+    if strip(other.action) != strip(main.action):
+        raise CLIError(
+            f"--also {path} holds {other.action.name} {other.action.params}, not "
+            f"{main.action.name} {main.action.params} at another L"
+        )
+    return other.samples.reshape((-1,) + other.samples.shape[2:])
 
 
 def cmd_sample(args) -> int:

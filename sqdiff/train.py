@@ -74,6 +74,7 @@ def load_model(model_dir: str, ema: bool = True):
 
 
 def _check_data(objective: AbstractObjective, spec: ModelSpec, data):
+    """`None` (data-free objectives) or the training volumes as a tuple of arrays."""
     if not objective.needs_data:
         if data is not None:
             raise ValueError(
@@ -84,15 +85,40 @@ def _check_data(objective: AbstractObjective, spec: ModelSpec, data):
         return None
     if data is None:
         raise ValueError(f"training needs `data` (n, *{spec.config_shape}).")
+    if isinstance(data, (list, tuple)):  # several volumes
+        if not data:
+            raise ValueError("`data` is an empty list: give at least one volume.")
+        return tuple(
+            _check_volume(spec, v, f"data[{i}]", any_size=True) for i, v in enumerate(data)
+        )
+    return (_check_volume(spec, data, "data"),)
+
+
+def _check_volume(spec: ModelSpec, data, name: str, any_size: bool = False):
+    """One array of training configurations: `(n, *config_shape)`, or with `any_size` any
+    lattice of the same rank (a translation-equivariant network trained on several volumes)."""
     data = jnp.asarray(data)
     shape = spec.config_shape
-    if data.ndim != len(shape) + 1 or tuple(data.shape[1:]) != shape:
-        raise ValueError(f"training data must have shape (n, *{shape}), got {data.shape}.")
+    same = tuple(data.shape[1:]) == shape
+    if data.ndim != len(shape) + 1 or not (same or any_size):
+        raise ValueError(f"training {name} must have shape (n, *{shape}), got {data.shape}.")
     if not bool(jnp.all(jnp.isfinite(data))):
-        raise ValueError("training data contain non-finite values.")
+        raise ValueError(f"training {name} contains non-finite values.")
     if data.shape[0] < 2:
-        raise ValueError("training data need at least 2 configurations.")
+        raise ValueError(f"training {name} needs at least 2 configurations.")
     return data
+
+
+def _check_model_takes(model, volumes) -> None:
+    """A clear error if the network cannot run on one of the training volumes."""
+    for v in volumes:
+        one = jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
+        try:
+            jax.eval_shape(model, 0.5, one)
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                f"the network cannot take training configurations of shape {v.shape[1:]}: {e}"
+            ) from None
 
 
 @hot_jit
@@ -100,7 +126,9 @@ def _advance(objective, config, static, data, state, start, count, sharding=None
     """`count` optimiser steps from step `start` (traced) as one `lax.scan`. The objective's
     and model's static parts and the config are static, so runs and resumes with the same
     settings reuse one compilation. `sharding` (static) splits each minibatch over devices
-    (data parallel; the compiler reduces the gradients)."""
+    (data parallel; the compiler reduces the gradients). `data` is `None` or a tuple of
+    volumes: every step draws `config.batch` configurations from each, and the loss is the
+    mean of their losses (the DSM loss is per site, so every volume weighs the same)."""
     opt = make_optimizer(config)
     base_key = jr.key(config.seed)
 
@@ -108,14 +136,24 @@ def _advance(objective, config, static, data, state, start, count, sharding=None
         params, ema, opt_state = state
         # the key of step i depends on (seed, i) only: resuming replays the same batches
         k_batch, k_loss = jr.split(jr.fold_in(base_key, i))
-        batch = (
-            None if data is None else data[jr.randint(k_batch, (config.batch,), 0, data.shape[0])]
-        )
-        if sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, sharding)
-        loss, grads = eqx.filter_value_and_grad(
-            lambda p: objective.loss(eqx.combine(p, static), k_loss, batch)
-        )(params)
+        if data is None:
+            batches, loss_keys = (None,), (k_loss,)
+        else:  # volume 0 keeps the single-volume keys; the others fold in their index
+            keys = [(k_batch, k_loss)] + [
+                (jr.fold_in(k_batch, v), jr.fold_in(k_loss, v)) for v in range(1, len(data))
+            ]
+            batches = tuple(
+                _minibatch(x, kb, config.batch, sharding)
+                for x, (kb, _) in zip(data, keys, strict=True)
+            )
+            loss_keys = tuple(kl for _, kl in keys)
+
+        def mean_loss(p):
+            model = eqx.combine(p, static)
+            losses = [objective.loss(model, k, b) for k, b in zip(loss_keys, batches, strict=True)]
+            return sum(losses) / len(losses)
+
+        loss, grads = eqx.filter_value_and_grad(mean_loss)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         # EMA with the usual warm-up, min(decay, (1+i)/(10+i)), so early weights fade fast
@@ -124,6 +162,14 @@ def _advance(objective, config, static, data, state, start, count, sharding=None
         return (params, ema, opt_state), loss
 
     return jax.lax.scan(one_step, state, start + jnp.arange(count))
+
+
+def _minibatch(data, key, size, sharding):
+    """`size` configurations of `data` drawn with replacement (split over devices)."""
+    batch = data[jr.randint(key, (size,), 0, data.shape[0])]
+    if sharding is not None:
+        batch = jax.lax.with_sharding_constraint(batch, sharding)
+    return batch
 
 
 @jax.jit
@@ -175,8 +221,11 @@ def train(
 
     Args:
         model_dir: the model directory (new, or the one to resume).
-        data: training configurations `(n, *config_shape)`, or `None` for data-free objectives
-            (optimal SQ from a Gaussian prior).
+        data: training configurations `(n, *config_shape)`; or a list of such arrays at
+            several lattice sizes (same rank) for a translation-equivariant network trained on
+            several volumes at once (each step: `config.batch` configurations of every volume,
+            the mean of their losses); or `None` for data-free objectives (optimal SQ from a
+            Gaussian prior).
         spec: the `ModelSpec` (network, schedule, objective, shapes; a version-1 dict works).
         config: optimisation settings.
         action: the target action for objectives that need one (optimal SQ) when the spec
@@ -194,6 +243,8 @@ def train(
     data = _check_data(objective, spec, data)
     with directory.lock():
         model, state, step, losses = _start(directory, spec, config, resume)
+        if data is not None:
+            _check_model_takes(model, data)
         return _loop(directory, spec, config, objective, data, model, state, step, losses, progress)
 
 
@@ -204,7 +255,7 @@ def _loop(directory, spec, config, objective, data, model, state, step, losses, 
     last_saved = step
     bar = Progress(config.steps, "training", enabled=progress, unit="step")
     bar.update(step)  # a resumed run starts where it stopped
-    sharding = None if data is None else batch_sharding(config.batch, data.ndim)
+    sharding = None if data is None else batch_sharding(config.batch, data[0].ndim)
     while step < config.steps:
         count = min(config.steps_per_call, config.steps - step)
         new_state, chunk_losses = _advance(

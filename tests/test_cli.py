@@ -729,3 +729,22 @@ def test_generate_hmc_with_instanton_moves_unfreezes_u1(tmp_path, capsys):
     chi = res["observables"]["chi_t"]
     assert chi["tau_int"] < 5 and abs(chi["value"] - 0.003392) < 4 * chi["error"]
     assert sq.io.load_ensemble(out).metadata["sampler"]["sampler"] == "hmc+instanton"
+
+
+def test_train_on_several_volumes_with_also(tmp_path, capsys):
+    def generate(L, kappa, name):
+        argv = ["generate", "phi4", "--L", str(L), "--kappa", str(kappa), "--lam", "0.022"]
+        argv += ["--n", "40", "--therm", "10", "--out", str(tmp_path / name), "--quiet"]
+        assert main(argv) == 0
+
+    generate(8, 0.21, "l8.npz")
+    generate(4, 0.21, "l4.npz")
+    generate(4, 0.25, "k4.npz")
+    argv = ["train", str(tmp_path / "l8.npz"), "--also", str(tmp_path / "l4.npz"), "--iters", "10"]
+    argv += ["--channels", "8", "--levels", "1", "--batch", "8", "--out", str(tmp_path / "m")]
+    assert main(argv + ["--quiet"]) == 0
+    assert "on 40 + 40 configurations" in capsys.readouterr().out
+    argv[3] = str(tmp_path / "k4.npz")  # another κ is not the same theory at another L
+    argv[-1] = str(tmp_path / "m2")
+    assert main(argv + ["--quiet"]) == 2
+    assert "not phi4" in capsys.readouterr().err

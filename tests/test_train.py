@@ -307,3 +307,43 @@ def test_zero_dim_diffusion_model_reproduces_moments_and_action(tmp_path, mu2):
         s_t = np.array([S_t(p) for p in grid])
         assert np.max(np.abs((s_dm - s_dm[10]) - (s_t - s_t[10]))) < 0.2
         assert np.max(np.abs((s_dm - s_dm[10]) - (S(grid) - S(grid[10])))) < 0.25
+
+
+def unet_spec(L, levels=1):
+    return ModelSpec(
+        network=NetworkSpec("unet", {"channels": 8, "levels": levels}),
+        schedule=ScheduleSpec("ve", {"sigma": 10.0}),
+        objective=ObjectiveSpec("dsm", {}),
+        config_shape=(L, L),
+    )
+
+
+def test_training_on_several_volumes_at_once(tmp_path):
+    # "train small, generate large": one translation-equivariant network, minibatches of every
+    # volume in each step (the mean of their per-site losses)
+    x4 = jr.normal(jr.key(0), (64, 4, 4))
+    x8 = jr.normal(jr.key(1), (64, 8, 8))
+    cfg = TrainConfig(steps=20, batch=8, steps_per_call=10)
+    both = train(str(tmp_path / "both"), [x4, x8], unet_spec(8), cfg, progress=False)
+    assert both.status == "done" and np.all(np.isfinite(both.losses))
+    assert both.model(0.5, jnp.zeros((16, 16))).shape == (16, 16)  # generate larger
+    # one volume as a list is the single-array run, bit for bit (same keys)
+    one = train(str(tmp_path / "one"), [x8], unet_spec(8), cfg, progress=False)
+    plain = train(str(tmp_path / "plain"), x8, unet_spec(8), cfg, progress=False)
+    assert one.losses == plain.losses and leaves_equal(one.model, plain.model)
+    assert both.losses != plain.losses  # the small volume is in the loss
+
+
+def test_several_volumes_bad_input(tmp_path):
+    cfg = TrainConfig(steps=2, batch=4, steps_per_call=2)
+    x8 = jr.normal(jr.key(1), (16, 8, 8))
+    with pytest.raises(ValueError, match="empty list"):
+        train(str(tmp_path / "a"), [], unet_spec(8), cfg, progress=False)
+    with pytest.raises(ValueError, match=r"data\[1\] must have shape"):
+        train(str(tmp_path / "b"), [x8, jnp.zeros((16, 8))], unet_spec(8), cfg, progress=False)
+    # a network with a fixed input size (not translation-equivariant) is refused up front
+    fixed_size = lambda t, x: jnp.reshape(x, (4,))  # noqa: E731
+    with pytest.raises(ValueError, match=r"cannot take training configurations of shape \(8,\)"):
+        sq.train._check_model_takes(fixed_size, (jnp.ones((2, 4)), jnp.ones((2, 8))))
+    with pytest.raises(ValueError, match=r"data must have shape \(n, \*\(8, 8\)\)"):
+        train(str(tmp_path / "d"), jnp.zeros((16, 4, 4)), unet_spec(8), cfg, progress=False)
