@@ -161,7 +161,8 @@ def sample_sde(
             path (ShARK on flat fields, step-doubling Heun on groups): converges for any score.
             `"fresh"`: Gotta Go Fast's Euler–Maruyama/Heun pair on fresh increments, no step
             rejected (`solve(..., noise="fresh")`, `PredictableSteps`): no tree, but a score
-            steep enough to overshoot before the step shrinks makes the solve fail (non-finite).
+            steep enough to overshoot before the step shrinks makes the solve fail (non-finite);
+            flat fields and U(1) only.
     """
     if adaptive:
         if not (rtol > 0 and atol > 0):

@@ -413,6 +413,8 @@ def solve(
       (an I-controller, growth at most 2×). Unlike Gotta Go Fast, no step is rejected
       (`PredictableSteps`: rejecting on an estimate that sees the step's own noise biases the
       law). Two evaluations per step. Per-sample step sizes: `jax.vmap` the solve over samples.
+      Abelian states only (flat fields, U(1)): on SU(N) the estimate is blind to the
+      commutator of the noise.
 
     `grid="geometric"` spaces the fixed steps geometrically in physical time between `t0` and
     `t1` (both > 0): equal steps in `log t`, i.e. in `log σ²` near `t = 0` (the natural grid of a
@@ -556,6 +558,13 @@ def _noise_and_solver(dynamics, y0, s0, s1, key, adaptive, solver, adjoint, args
             "(Euler–Maruyama) for state-dependent noise."
         )
     if noise == "fresh":
+        if not group.is_flat:
+            raise ValueError(
+                f"noise='fresh' needs an abelian state (flat fields, U(1)): on {group} the "
+                "Euler/Heun estimate does not see the commutator of the noise, so steps grow "
+                "unchecked (Brownian motion on SU(2) comes out 6σ off at t = 4); use "
+                "noise='tree', whose step-doubling estimate sees it."
+            )
         bm = diffrax.UnsafeBrownianPath(shape=increments, key=key)
         return bm, solver or GeometricHeun(group), adjoint or diffrax.ForwardMode()
     use_shark = solver is None and group.is_flat and dynamics.has_diagonal_noise(s0, y0, args)

@@ -60,7 +60,7 @@ def test_every_u1_path_returns_wrapped_angles():
     beta, n = 2.0, 4000
     dyn = sq.Langevin(lambda th: -beta * jnp.sum(jnp.cos(th)), group=sq.U1())
     theta0 = sq.U1().sample_haar(jr.key(10), (n,))
-    for kw in ({"adaptive": True}, {"n_steps": 200}):
+    for kw in ({"adaptive": True}, {"n_steps": 200}, {"adaptive": True, "noise": "fresh"}):
         sol = sq.solve(dyn, theta0, 0.0, 4.0, key=jr.key(11), **kw)
         th = np.asarray(sol.ys[-1])
         assert np.all(np.abs(th) <= np.pi + 1e-6), kw
@@ -229,6 +229,16 @@ def test_fresh_noise_adaptive_sde_converges_on_a_stiff_ou_process():
 
     assert abs(var(1e-3) - exact) < 4 * exact * math.sqrt(2 / n)
     assert abs(var(1e-1) - exact) > 20 * exact * math.sqrt(2 / n)  # loose: visibly biased
+
+
+def test_fresh_noise_is_refused_on_non_abelian_groups():
+    # the embedded Euler/Heun estimate is zero for Brownian motion on SU(2): without rejection
+    # the steps would double until the law is wrong (E[½ tr U_4] 6σ low when it ran)
+    zero = lambda t, y, a: jnp.zeros(y.shape[:-2] + (3,))  # noqa: E731
+    bm = sq.SDE(zero, lambda t, y, a: 1.0, group=sq.SU(2), additive_noise=True)
+    U0 = sq.SU(2).identity((4,))
+    with pytest.raises(ValueError, match="noise='fresh' needs an abelian state"):
+        sq.solve(bm, U0, 0.0, 4.0, key=jr.key(0), adaptive=True, noise="fresh")
 
 
 def _counting(vf):
