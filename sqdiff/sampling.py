@@ -167,8 +167,6 @@ def sample_sde(
     if adaptive:
         if not (rtol > 0 and atol > 0):
             raise ValueError(f"`rtol` and `atol` must be > 0, got {rtol}, {atol}.")
-        if noise not in ("tree", "fresh"):
-            raise ValueError(f"`noise` must be 'tree' or 'fresh', got {noise!r}.")
         tol = {"rtol": float(rtol), "atol": float(atol), "noise": noise}
         one = _reverse_to(model, action, 0.0, None, tol)
         settings = {"adaptive": True, **tol}
