@@ -47,6 +47,12 @@ class TrainConfig:
         steps_per_call: optimiser steps per compiled `lax.scan` call.
         checkpoint_every: steps between checkpoints.
         seed: the seed of minibatches and noise (step i uses `fold_in(seed, i)`).
+        volume_batch: with training data at several lattice sizes, `"configs"` draws `batch`
+            configurations of every volume per step; `"sites"` draws about as many lattice
+            sites of each as `batch` configurations of the first volume hold,
+            `max(1, round(batch · V_first / V))` configurations of a volume of `V` sites (the
+            large volumes' per-site losses are averaged over as many sites, at a fraction of
+            the cost).
     """
 
     steps: int = 2000
@@ -58,8 +64,13 @@ class TrainConfig:
     steps_per_call: int = 100
     checkpoint_every: int = 500
     seed: int = 0
+    volume_batch: str = "configs"
 
     def __post_init__(self):
+        if self.volume_batch not in ("configs", "sites"):
+            raise ValueError(
+                f"`volume_batch` must be 'configs' or 'sites', got {self.volume_batch!r}."
+            )
         for name in ("steps", "batch", "steps_per_call", "checkpoint_every"):
             object.__setattr__(self, name, integer(getattr(self, name), name))
         object.__setattr__(self, "warmup", integer(self.warmup, "warmup", 0))

@@ -241,6 +241,13 @@ def _add_train(sub) -> None:
         help="the same theory at another lattice size, repeatable: train on every volume at "
         "once (each step: --batch configurations of each; translation-equivariant networks)",
     )
+    t.add_argument(
+        "--volume-batch",
+        choices=("configs", "sites"),
+        default=TrainConfig.volume_batch,
+        help="with --also: --batch configurations of every volume per step (configs), or of the "
+        "first one and as many lattice sites of each other (sites)",
+    )
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--iters", type=_COUNT, default=TrainConfig.steps, help="optimiser steps")
     t.add_argument("--batch", type=_COUNT, default=TrainConfig.batch)
@@ -252,10 +259,18 @@ def _add_train(sub) -> None:
     t.add_argument("--beta-min", type=_REAL, default=0.1, help="VP/sub-VP β_min")
     t.add_argument("--beta-max", type=_REAL, default=20.0, help="VP/sub-VP β_max")
     t.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
-    t.add_argument("--model", choices=("auto", "mlp", "unet", "u1", "lcnn"), default="auto")
+    t.add_argument(
+        "--model",
+        choices=("auto", "mlp", "unet", "local", "u1", "lcnn"),
+        default="auto",
+        help="local: a finite-receptive-field CNN for φ⁴ that runs on any L (train small, "
+        "generate large)",
+    )
     t.add_argument("--width", type=_COUNT, default=64, help="MLP width")
-    t.add_argument("--depth", type=_COUNT, default=3, help="MLP / link-net / L-CNN depth")
-    t.add_argument("--channels", type=_COUNT, default=32, help="U-Net / link-net / L-CNN channels")
+    t.add_argument("--depth", type=_COUNT, default=3, help="MLP / local / link-net / L-CNN depth")
+    t.add_argument(
+        "--channels", type=_COUNT, default=32, help="U-Net / local / link-net / L-CNN channels"
+    )
     t.add_argument("--levels", type=_COUNT, default=3, help="U-Net levels")
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
@@ -635,6 +650,8 @@ def cmd_measure(args) -> int:
         results.update(_flowed(args, ens))
     m = ens.metadata
     diagnostics = {"acceptance": m["acceptance"], "health": health.to_json()}
+    if m.get("acceptance_error") is not None:  # MAALA: the spread over independent chains
+        diagnostics["acceptance_error"] = m["acceptance_error"]
     if ens.log_weights is None:  # weighted ensembles are independent draws: k̂ judges them
         from .stats import too_short
 
@@ -707,6 +724,8 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
         print(f"  {k}: {text}")
     print(f"sampler: {meta['sampler']}")
     line = f"diagnostics: acceptance {meta['acceptance']:.3f}"
+    if meta.get("acceptance_error") is not None:
+        line += f" ± {meta['acceptance_error']:.3f} (spread over chains)"
     if "pareto_k" in diagnostics:
         k = diagnostics["pareto_k"]
         flag = "  (k̂ > 0.7: UNRELIABLE)" if not k <= 0.7 else ""
@@ -775,6 +794,12 @@ def model_spec(args, action):
             "levels": args.levels,
             "antisymmetric": args.antisymmetric,
         },
+        "local": {
+            "d": len(action.lattice_shape),
+            "channels": args.channels,
+            "depth": args.depth,
+            "antisymmetric": args.antisymmetric,
+        },
         "u1": {"channels": args.channels, "depth": args.depth},
         "lcnn": {
             "group": action.group.name,
@@ -836,6 +861,7 @@ def cmd_train(args) -> int:
         ema=args.ema,
         steps_per_call=args.steps_per_call,
         seed=args.seed,
+        volume_batch=args.volume_batch,
     )
     data = ens.samples.reshape((-1,) + spec.config_shape)
     volumes = [data] + [_other_volume(path, ens) for path in args.also]

@@ -271,7 +271,16 @@ def sample_maala(
         **({"instanton": instanton} if instanton else {}),
     }  # fmt: skip
     health = chain_health(samples, acc, independent=per_chain == 1)
-    meta = {"sampler": settings, "acceptance": float(np.mean(acc)), "health": health.to_json()}
+    acc = np.asarray(acc, dtype=float).reshape(-1)  # per-chain mean acceptance
+    meta = {
+        "sampler": settings,
+        "acceptance": float(np.mean(acc)),
+        # the spread over independent chains: the error of the mean acceptance
+        "acceptance_error": float(np.std(acc, ddof=1) / np.sqrt(acc.size))
+        if acc.size > 1
+        else None,
+        "health": health.to_json(),
+    }
     # per chain: its start, one drift at the start of MALA, one per MALA step (the drift at
     # the current point is cached); shared out over the chain's samples
     mala_steps = integer(n_therm, "n_therm", minimum=0) + per_chain * thin

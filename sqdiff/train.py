@@ -10,7 +10,9 @@ objective (`objective.loss(model, key, batch)`); a custom action goes in as `act
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -24,6 +26,7 @@ from ._batching import Progress
 from ._xla import hot_jit
 from .checkpoint import Checkpoint, ModelDir, TrainConfig, make_optimizer, templates
 from .objectives import AbstractObjective
+from .schedules import AbstractSchedule
 from .sharding import batch_sharding
 from .specs import ModelSpec
 from .theories.base import AbstractAction
@@ -35,7 +38,10 @@ __all__ = [
     "build_model",
     "build_osq",
     "load_model",
+    "prior_coverage",
     "train",
+    "volume_batches",
+    "widest_variance",
 ]
 
 
@@ -109,6 +115,52 @@ def _check_volume(spec: ModelSpec, data, name: str, any_size: bool = False):
     return data
 
 
+def widest_variance(data, iterations: int = 50, max_configs: int = 4096) -> float:
+    """The variance `E[(v·x)²]` of the data along its widest direction `v`, the top eigenvector
+    of the second-moment matrix `E[x xᵀ]`: for a ferromagnet near κ_c the zero mode,
+    `V⟨M²⟩ = G(0)`. `v` comes from power iteration on the even-numbered configurations and
+    the variance from the odd-numbered ones (at most `max_configs`, float64): the in-sample top
+    eigenvalue of `n` configurations of `D` sites is inflated to about `D/n` times the
+    per-site variance when `n ≪ D`, the held-out one is not."""
+    x = np.asarray(data, np.float64).reshape(data.shape[0], -1)[:max_configs]
+    fit, held = (x[0::2], x[1::2]) if x.shape[0] >= 4 else (x, x)
+    v = np.mean(fit, 0) + np.random.default_rng(0).normal(size=x.shape[1]) * np.std(fit)
+    for _ in range(iterations):
+        w = fit.T @ (fit @ v)
+        norm = float(np.linalg.norm(w))
+        if norm == 0:
+            return 0.0
+        v = w / norm
+    return float(np.mean((held @ v) ** 2))
+
+
+def prior_coverage(schedule: AbstractSchedule, volumes) -> float:
+    """`m(T)² λ_max / Σ(T)²`, the largest over the training volumes: how much of the widest
+    direction of the noised data at `T` is data rather than noise. The reverse process starts
+    from `N(0, Σ(T)²)`, which is the law at `T` only if this is ≪ 1 (Song & Ermon, NeurIPS 2020,
+    technique 1: σ_max as large as the largest distance between data points)."""
+    T = schedule.T
+    m2 = float(schedule.mean_coeff(T)) ** 2
+    return max(m2 * widest_variance(v) for v in volumes) / float(schedule.marginal_std(T)) ** 2
+
+
+def _warn_narrow_prior(spec: ModelSpec, volumes) -> None:
+    """A `UserWarning` when the prior is narrower than the data (`prior_coverage` > 1)."""
+    schedule = spec.build_schedule()
+    if schedule is None or not spec.build_group().is_vector_space:
+        return
+    r = prior_coverage(schedule, volumes)
+    if r > 1:
+        warnings.warn(
+            f"the prior N(0, Σ(T)²), Σ(T)² = {float(schedule.marginal_std(schedule.T)) ** 2:.4g}, "
+            f"is narrower than the data: along its widest direction (for φ⁴ the zero mode, "
+            f"V⟨M²⟩) the data has m(T)²λ_max = {r:.3g} Σ(T)², so the reverse process starts "
+            "from the wrong law and the long-wavelength modes come out too small; use a wider "
+            "schedule (VE: a larger sigma, so that Σ(T)² ≥ λ_max).",
+            stacklevel=3,
+        )
+
+
 def _check_model_takes(model, volumes) -> None:
     """A clear error if the network cannot run on one of the training volumes."""
     for v in volumes:
@@ -122,13 +174,14 @@ def _check_model_takes(model, volumes) -> None:
 
 
 @hot_jit
-def _advance(objective, config, static, data, state, start, count, sharding=None):
+def _advance(objective, config, static, data, state, start, count, shardings=None):
     """`count` optimiser steps from step `start` (traced) as one `lax.scan`. The objective's
     and model's static parts and the config are static, so runs and resumes with the same
-    settings reuse one compilation. `sharding` (static) splits each minibatch over devices
-    (data parallel; the compiler reduces the gradients). `data` is `None` or a tuple of
-    volumes: every step draws `config.batch` configurations from each, and the loss is the
-    mean of their losses (the DSM loss is per site, so every volume weighs the same)."""
+    settings reuse one compilation. `shardings` (static, one per volume) split each minibatch
+    over devices (data parallel; the compiler reduces the gradients). `data` is `None` or a
+    tuple of volumes: every step draws `volume_batches(config, data)` configurations from
+    each, and the loss is the mean of their losses (the DSM loss is per site, so every volume
+    weighs the same)."""
     opt = make_optimizer(config)
     base_key = jr.key(config.seed)
 
@@ -142,9 +195,12 @@ def _advance(objective, config, static, data, state, start, count, sharding=None
             keys = [(k_batch, k_loss)] + [
                 (jr.fold_in(k_batch, v), jr.fold_in(k_loss, v)) for v in range(1, len(data))
             ]
+            sizes = volume_batches(config, data)
             batches = tuple(
-                _minibatch(x, kb, config.batch, sharding)
-                for x, (kb, _) in zip(data, keys, strict=True)
+                _minibatch(x, kb, n, sh)
+                for x, (kb, _), n, sh in zip(
+                    data, keys, sizes, shardings or (None,) * len(data), strict=True
+                )
             )
             loss_keys = tuple(kl for _, kl in keys)
 
@@ -162,6 +218,14 @@ def _advance(objective, config, static, data, state, start, count, sharding=None
         return (params, ema, opt_state), loss
 
     return jax.lax.scan(one_step, state, start + jnp.arange(count))
+
+
+def volume_batches(config: TrainConfig, data) -> tuple[int, ...]:
+    """Configurations drawn per step from each training volume (`config.volume_batch`)."""
+    if config.volume_batch == "configs":
+        return (config.batch,) * len(data)
+    first = math.prod(data[0].shape[1:])
+    return tuple(max(1, round(config.batch * first / math.prod(x.shape[1:]))) for x in data)
 
 
 def _minibatch(data, key, size, sharding):
@@ -241,6 +305,8 @@ def train(
     directory.check_writable(resume)
     objective = spec.build_objective(action)
     data = _check_data(objective, spec, data)
+    if data is not None and not resume:
+        _warn_narrow_prior(spec, data)
     with directory.lock():
         model, state, step, losses = _start(directory, spec, config, resume)
         if data is not None:
@@ -255,11 +321,14 @@ def _loop(directory, spec, config, objective, data, model, state, step, losses, 
     last_saved = step
     bar = Progress(config.steps, "training", enabled=progress, unit="step")
     bar.update(step)  # a resumed run starts where it stopped
-    sharding = None if data is None else batch_sharding(config.batch, data[0].ndim)
+    shardings = None
+    if data is not None:
+        sizes = volume_batches(config, data)
+        shardings = tuple(batch_sharding(n, x.ndim) for n, x in zip(sizes, data, strict=True))
     while step < config.steps:
         count = min(config.steps_per_call, config.steps - step)
         new_state, chunk_losses = _advance(
-            objective, config, static, data, state, jnp.asarray(step), count, sharding
+            objective, config, static, data, state, jnp.asarray(step), count, shardings
         )
         chunk_losses = np.asarray(chunk_losses)
         finite = np.all(np.isfinite(chunk_losses)) and bool(_all_finite(new_state[0]))

@@ -364,6 +364,8 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
     res = json.loads(capsys.readouterr().out)
     obs = res["observables"]
     assert obs["<phi^2>"]["value"] > 0 and 0 < res["diagnostics"]["acceptance"] <= 1
+    if method.startswith("maala"):  # the error of the mean acceptance over the 64 chains
+        assert 0 < res["diagnostics"]["acceptance_error"] < 0.1
 
 
 def test_sample_command_bad_input(toy_model, tmp_path, capsys):
@@ -744,6 +746,14 @@ def test_train_on_several_volumes_with_also(tmp_path, capsys):
     argv += ["--channels", "8", "--levels", "1", "--batch", "8", "--out", str(tmp_path / "m")]
     assert main(argv + ["--quiet"]) == 0
     assert "on 40 + 40 configurations" in capsys.readouterr().out
+    # the local network (any L) with equal sites per volume: 8 configurations at L = 8, 32 at 4
+    local = argv[:6] + ["--model", "local", "--channels", "4", "--depth", "1", "--batch", "8"]
+    local += ["--volume-batch", "sites", "--out", str(tmp_path / "loc"), "--quiet"]
+    assert main(local) == 0
+    ck = sq.ModelDir(str(tmp_path / "loc")).load()
+    assert ck.spec.network.name == "local" and ck.config.volume_batch == "sites"
+    assert ck.network()(0.5, np.zeros((12, 12), np.float32)).shape == (12, 12)
+    capsys.readouterr()
     argv[3] = str(tmp_path / "k4.npz")  # another κ is not the same theory at another L
     argv[-1] = str(tmp_path / "m2")
     assert main(argv + ["--quiet"]) == 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sqdiff as sq
-from sqdiff.nn import ScoreMLP, U1LinkNet, UNet
+from sqdiff.nn import LocalCNN, ScoreMLP, U1LinkNet, UNet
 
 VE = sq.VarianceExploding(25.0)
 
@@ -84,6 +84,44 @@ def test_unet_channels_must_fit_its_group_norm():
     for bad in (0, 12, 20):
         with pytest.raises(ValueError, match="multiple of 8"):
             UNet(VE, d=2, channels=bad, levels=2, key=jr.key(0))
+
+
+def test_local_cnn_is_local_and_the_same_operator_on_every_volume():
+    net = LocalCNN(VE, d=3, channels=4, depth=2, antisymmetric=True, key=jr.key(3))
+    call = eqx.filter_jit(lambda t, x: net(t, x))
+    phi = jr.normal(jr.key(4), (12, 12, 12))
+    # the receptive field is exactly the cube of half-width radius = depth + 1 (periodic)
+    grad = np.asarray(jax.grad(lambda p: net(0.3, p)[0, 0, 0])(phi))
+    idx = np.argwhere(np.abs(grad) > 0)
+    dist = np.minimum(idx, 12 - idx).max(1)
+    assert net.radius == 3 and dist.max() == 3 and len(idx) == 7**3
+    # no lattice-wide statistics: a configuration tiled twice gives the tiled output, so the
+    # weights are the same local operator at L = 6 and at L = 12
+    small = jr.normal(jr.key(5), (6, 6, 6))
+    tiled = jnp.tile(small, (2, 2, 2))
+    np.testing.assert_allclose(call(0.3, tiled), jnp.tile(call(0.3, small), (2, 2, 2)), atol=1e-6)
+    # translation covariance for every shift, and s(−φ) = −s(φ)
+    out = call(0.3, phi)
+    shifted = call(0.3, jnp.roll(phi, (1, 2, 3), (0, 1, 2)))
+    np.testing.assert_allclose(shifted, jnp.roll(out, (1, 2, 3), (0, 1, 2)), atol=1e-6)
+    np.testing.assert_allclose(call(0.3, -phi), -out, atol=1e-6)
+    # the documented scalings: input × 1/√(1 + Σ²) (VE, σ_d = 1), output ÷ Σ(t)
+    for t in (0.01, 0.5, 1.0):
+        sig = VE.marginal_std(t)
+        emb = net.emb_mlp(net.embed(0.25 * jnp.log(sig)))
+        x = phi / jnp.sqrt(1 + sig**2)
+        expect = 0.5 * (net._raw(emb, x) - net._raw(emb, -x)) / sig
+        np.testing.assert_allclose(net(t, phi), expect, rtol=1e-5, atol=1e-6)
+
+
+def test_local_cnn_bad_input():
+    with pytest.raises(ValueError, match="d = 1, 2, 3"):
+        LocalCNN(VE, d=4, key=jr.key(0))
+    with pytest.raises(ValueError, match="depth"):
+        LocalCNN(VE, d=2, depth=-1, key=jr.key(0))
+    net = LocalCNN(VE, d=2, channels=4, depth=1, key=jr.key(0))
+    with pytest.raises(ValueError, match=r"shape \(L,\)\*2"):
+        net(0.5, jnp.zeros((4, 6)))
 
 
 def test_u1_link_net_is_gauge_invariant():

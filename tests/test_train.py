@@ -1,5 +1,6 @@
 import json
 import os
+import warnings
 
 import equinox as eqx
 import jax
@@ -332,6 +333,70 @@ def test_training_on_several_volumes_at_once(tmp_path):
     plain = train(str(tmp_path / "plain"), x8, unet_spec(8), cfg, progress=False)
     assert one.losses == plain.losses and leaves_equal(one.model, plain.model)
     assert both.losses != plain.losses  # the small volume is in the loss
+
+
+def local_spec(L):
+    return ModelSpec(
+        network=NetworkSpec("local", {"d": 2, "channels": 4, "depth": 1}),
+        schedule=ScheduleSpec("ve", {"sigma": 10.0}),
+        objective=ObjectiveSpec("dsm", {}),
+        config_shape=(L, L),
+    )
+
+
+def test_volume_batch_sites_draws_equal_sites_per_volume(tmp_path):
+    x4 = jr.normal(jr.key(0), (16, 4, 4))
+    x8 = jr.normal(jr.key(1), (16, 8, 8))
+    x16 = jr.normal(jr.key(2), (4, 16, 16))
+    sites = TrainConfig(steps=20, batch=8, steps_per_call=10, volume_batch="sites")
+    configs = TrainConfig(steps=20, batch=8, steps_per_call=10)
+    assert sq.train.volume_batches(configs, (x4, x8, x16)) == (8, 8, 8)
+    # 8·16 = 128 sites of each: 8, 2 and max(1, 0.5 → 0) = 1 configurations
+    assert sq.train.volume_batches(sites, (x4, x8, x16)) == (8, 2, 1)
+    res = train(str(tmp_path / "s"), [x4, x8, x16], local_spec(4), sites, progress=False)
+    ref = train(str(tmp_path / "c"), [x4, x8, x16], local_spec(4), configs, progress=False)
+    assert res.status == "done" and np.all(np.isfinite(res.losses))
+    assert res.losses[0] != ref.losses[0]  # other minibatches of the larger volumes
+    # one volume: the same run either way, bit for bit
+    one = train(str(tmp_path / "o"), x4, local_spec(4), sites, progress=False)
+    plain = train(str(tmp_path / "p"), x4, local_spec(4), configs, progress=False)
+    assert one.losses == plain.losses and leaves_equal(one.model, plain.model)
+    # recorded with the model: the resumed or reloaded settings are the same
+    assert sq.ModelDir(str(tmp_path / "s")).load().config == sites
+    with pytest.raises(ValueError, match="`volume_batch` must be 'configs' or 'sites'"):
+        TrainConfig(volume_batch="volumes")
+
+
+def test_a_prior_narrower_than_the_data_is_flagged(tmp_path):
+    # E[x xᵀ] = v vᵀ for data {v, −v}: the widest variance is |v|², exactly
+    v = jnp.arange(16.0).reshape(4, 4) / 10
+    assert sq.train.widest_variance(jnp.stack([v, -v] * 3)) == pytest.approx(
+        float(jnp.sum(v**2)), rel=1e-6
+    )
+    # white noise has variance 1 in every direction; 8 configurations of 256 sites have an
+    # in-sample top eigenvalue near (1 + √32)² ≈ 43, which the held-out estimate does not share
+    noise = jr.normal(jr.key(7), (8, 16, 16))
+    assert sq.train.widest_variance(noise) < 3
+    # a field with a wide zero mode (V⟨M²⟩ = 16·3² = 144) under VE σ = 10 (Σ(T)² ≈ 21.5)
+    zero_mode = 3.0 * jr.normal(jr.key(0), (64, 1, 1)) * jnp.ones((64, 4, 4))
+    data = zero_mode + 0.1 * jr.normal(jr.key(1), (64, 4, 4))
+    ve10 = sq.VarianceExploding(10.0)
+    r = sq.train.prior_coverage(ve10, [data])
+    lam = float(jnp.mean(jnp.sum(data, (1, 2)) ** 2) / 16)  # the zero mode's variance
+    assert r == pytest.approx(lam / float(ve10.marginal_std(1.0)) ** 2, rel=0.05) and r > 5
+    cfg = TrainConfig(steps=2, batch=4, steps_per_call=2)
+    with pytest.warns(UserWarning, match="prior N\\(0, Σ\\(T\\)²\\).*narrower than the data"):
+        train(str(tmp_path / "narrow"), data, local_spec(4), cfg, progress=False)
+    # the same data under VE σ = 100 (Σ(T)² ≈ 1086) is covered: no warning
+    wide = ModelSpec(
+        network=NetworkSpec("local", {"d": 2, "channels": 4, "depth": 1}),
+        schedule=ScheduleSpec("ve", {"sigma": 100.0}),
+        objective=ObjectiveSpec("dsm", {}),
+        config_shape=(4, 4),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(str(tmp_path / "wide"), data, wide, cfg, progress=False)
 
 
 def test_several_volumes_bad_input(tmp_path):

@@ -1,11 +1,12 @@
-"""Score / drift networks (equinox): per-site MLP, periodic U-Net, U(1) link network,
-gauge-equivariant L-CNN for SU(N)/U(N)."""
+"""Score / drift networks (equinox): per-site MLP, periodic U-Net, local CNN (any L), U(1) link
+network, gauge-equivariant L-CNN for SU(N)/U(N)."""
 
 from .base import NETWORKS, AbstractScoreNetwork, zero_output
 from .conv import PeriodicConv, periodic_conv
 from .embeddings import GaussianFourierEmbedding
 from .gauge_lcnn import LCNN
 from .lcnn import U1LinkNet
+from .local import LocalCNN
 from .mlp import ScoreMLP
 from .unet import UNet
 
@@ -14,6 +15,7 @@ __all__ = [
     "NETWORKS",
     "GaussianFourierEmbedding",
     "LCNN",
+    "LocalCNN",
     "PeriodicConv",
     "periodic_conv",
     "ScoreMLP",
