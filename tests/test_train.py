@@ -310,13 +310,18 @@ def test_zero_dim_diffusion_model_reproduces_moments_and_action(tmp_path, mu2):
         assert np.max(np.abs((s_dm - s_dm[10]) - (S(grid) - S(grid[10])))) < 0.25
 
 
-def unet_spec(L, levels=1):
+def dsm_spec(L, network, sigma=10.0):
+    """A DSM model spec on an L×L lattice under VE σ."""
     return ModelSpec(
-        network=NetworkSpec("unet", {"channels": 8, "levels": levels}),
-        schedule=ScheduleSpec("ve", {"sigma": 10.0}),
+        network=network,
+        schedule=ScheduleSpec("ve", {"sigma": sigma}),
         objective=ObjectiveSpec("dsm", {}),
         config_shape=(L, L),
     )
+
+
+def unet_spec(L, levels=1):
+    return dsm_spec(L, NetworkSpec("unet", {"channels": 8, "levels": levels}))
 
 
 def test_training_on_several_volumes_at_once(tmp_path):
@@ -335,13 +340,8 @@ def test_training_on_several_volumes_at_once(tmp_path):
     assert both.losses != plain.losses  # the small volume is in the loss
 
 
-def local_spec(L):
-    return ModelSpec(
-        network=NetworkSpec("local", {"d": 2, "channels": 4, "depth": 1}),
-        schedule=ScheduleSpec("ve", {"sigma": 10.0}),
-        objective=ObjectiveSpec("dsm", {}),
-        config_shape=(L, L),
-    )
+def local_spec(L, sigma=10.0):
+    return dsm_spec(L, NetworkSpec("local", {"d": 2, "channels": 4, "depth": 1}), sigma)
 
 
 def test_volume_batch_sites_draws_equal_sites_per_volume(tmp_path):
@@ -388,15 +388,9 @@ def test_a_prior_narrower_than_the_data_is_flagged(tmp_path):
     with pytest.warns(UserWarning, match="prior N\\(0, Σ\\(T\\)²\\).*narrower than the data"):
         train(str(tmp_path / "narrow"), data, local_spec(4), cfg, progress=False)
     # the same data under VE σ = 100 (Σ(T)² ≈ 1086) is covered: no warning
-    wide = ModelSpec(
-        network=NetworkSpec("local", {"d": 2, "channels": 4, "depth": 1}),
-        schedule=ScheduleSpec("ve", {"sigma": 100.0}),
-        objective=ObjectiveSpec("dsm", {}),
-        config_shape=(4, 4),
-    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train(str(tmp_path / "wide"), data, wide, cfg, progress=False)
+        train(str(tmp_path / "wide"), data, local_spec(4, sigma=100.0), cfg, progress=False)
 
 
 def test_several_volumes_bad_input(tmp_path):
