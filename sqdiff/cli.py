@@ -275,6 +275,12 @@ def _add_train(sub) -> None:
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
     t.add_argument(
+        "--force-skip",
+        action="store_true",
+        help="lcnn: add the Wilson drift −∇S_β of the ensemble's β with the learned weight "
+        "1/(1 + e^a Σ(t)²), starting from a zero output layer (the score is exact at t → 0)",
+    )
+    t.add_argument(
         "--dsm-target",
         choices=("gaussian", "wrapped"),
         default="gaussian",
@@ -809,6 +815,10 @@ def model_spec(args, action):
             "depth": args.depth,
         },
     }[kind]
+    if args.force_skip:
+        if kind != "lcnn":
+            raise CLIError(f"--force-skip is an option of --model lcnn, not --model {kind}")
+        kwargs["force_skip"] = float(action.params["beta"])
     group = GroupSpec.of(action.group)
     from .nn import NETWORKS
 
@@ -829,6 +839,7 @@ def model_spec(args, action):
         config_shape=tuple(action.config_shape),
         group=group,
         theory=TheorySpec.of(action),
+        zero_init=args.force_skip,
     )
 
 

@@ -758,3 +758,28 @@ def test_train_on_several_volumes_with_also(tmp_path, capsys):
     argv[-1] = str(tmp_path / "m2")
     assert main(argv + ["--quiet"]) == 2
     assert "not phi4" in capsys.readouterr().err
+
+
+def test_train_lcnn_with_the_force_skip(tmp_path, capsys):
+    """`train --model lcnn --force-skip` records `force_skip = β` of the ensemble and a zero
+    output layer: the saved model is the Wilson drift at t → 0 (on a larger lattice too). The
+    option is refused for other networks."""
+    import jax.random as jr
+
+    ens, out = str(tmp_path / "g.npz"), str(tmp_path / "m")
+    gen = ["generate", "sun", "--N", "2", "--L", "4", "--d", "2", "--beta", "1.5", "--n", "8"]
+    assert main([*gen, "--therm", "5", "--out", ens, "--quiet"]) == 0
+    argv = ["train", ens, "--out", out, "--model", "lcnn", "--channels", "4", "--depth", "1"]
+    assert main([*argv, "--iters", "4", "--batch", "4", "--force-skip", "--quiet"]) == 0
+    ck = sq.ModelDir(out).load()
+    assert ck.spec.network.kwargs["force_skip"] == 1.5 and ck.spec.zero_init
+    action = sq.SUNWilson(2, 6, 1.5, d=2)
+    U = action.group.sample_haar(jr.key(0), action.lattice_shape)
+    F = np.asarray(action.force(U))
+    np.testing.assert_allclose(ck.network()(1e-7, U), -F, atol=2e-5 * np.abs(F).max())
+    capsys.readouterr()
+    phi = str(tmp_path / "p.npz")
+    gen = ["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.1", "--n", "8"]
+    assert main([*gen, "--out", phi, "--quiet"]) == 0
+    assert main(["train", phi, "--out", str(tmp_path / "m2"), "--force-skip", "--quiet"]) == 2
+    assert "--force-skip is an option of --model lcnn" in capsys.readouterr().err

@@ -98,10 +98,12 @@ def test_wilson_theories(action):
 
 
 @pytest.mark.parametrize(
-    "group,N,d", [("su", 2, 2), ("su", 3, 2), ("un", 2, 2), ("su", 2, 4)], ids=str
+    "group,N,d,skip",
+    [("su", 2, 2, None), ("su", 3, 2, None), ("un", 2, 2, 1.3), ("su", 2, 4, 2.2)],
+    ids=str,
 )
-def test_lcnn_gauge_covariant_and_translation_equivariant(group, N, d):
-    net = LCNN(VarianceExploding(1.5), group, N, d, channels=4, key=jr.key(0))
+def test_lcnn_gauge_covariant_and_translation_equivariant(group, N, d, skip):
+    net = LCNN(VarianceExploding(1.5), group, N, d, channels=4, force_skip=skip, key=jr.key(0))
     g = net.group
 
     @eqx.filter_jit
@@ -150,6 +152,62 @@ def test_lcnn_represents_the_wilson_force():
     t = 0.4
     got = net(t, U0) * sch.marginal_std(t)
     np.testing.assert_allclose(got, -action.force(U0), atol=2e-5)
+
+
+@pytest.mark.parametrize("cls,N,d", [(SUNWilson, 2, 4), (SUNWilson, 3, 2), (UNWilson, 2, 2)])
+def test_lcnn_force_skip_is_the_wilson_drift_at_t_to_0(cls, N, d):
+    """`force_skip = β0` adds `−∇S_β0(U)/(1 + e^a Σ(t)²)`: with a zero output layer the network
+    is exactly that on every lattice (the training L and a larger one); with any weights the
+    learned part is scaled by `Σ²/(1 + Σ²)`, so the network tends to the Wilson drift as
+    `t → 0`; `a` is a trained parameter."""
+    beta0 = 1.7
+    sch = VarianceExploding(5.0)
+    group = "su" if cls is SUNWilson else "un"
+    net = LCNN(sch, group, N, d, channels=4, force_skip=beta0, key=jr.key(0))
+    net = eqx.tree_at(lambda n: (n.head, n.head_link), net, replace_fn=jnp.zeros_like)
+    net = eqx.tree_at(lambda n: n.skip_log_curvature, net, jnp.asarray(0.7))
+    assert eqx.is_array(net.skip_log_curvature)  # trained with the other weights
+    for L in (4, 6) if d == 2 else (3, 4):
+        action = cls(N, L, beta0, d=d)
+        U0 = action.group.sample_haar(jr.key(L), action.lattice_shape)
+        F = np.asarray(action.force(U0))
+        for t in (1e-7, 0.3):
+            w = 1.0 / (1.0 + np.exp(0.7) * float(sch.marginal_std(t)) ** 2)
+            np.testing.assert_allclose(net(t, U0), -w * F, atol=2e-5 * np.abs(F).max())
+        np.testing.assert_allclose(net(1e-7, U0), -F, atol=2e-5 * np.abs(F).max())
+    full = LCNN(sch, group, N, d, channels=4, force_skip=beta0, key=jr.key(0))
+    action = cls(N, 4, beta0, d=d)
+    U0 = action.group.sample_haar(jr.key(9), action.lattice_shape)
+    F = np.asarray(action.force(U0))
+    np.testing.assert_allclose(full(1e-7, U0), -F, atol=2e-5 * np.abs(F).max())
+    s2 = float(sch.marginal_std(0.3)) ** 2
+    want = (np.asarray(full(0.3, U0)) + F / (1 + s2)) * (1 + s2) / s2  # the learned part (a = 0)
+    plain = LCNN(sch, group, N, d, channels=4, key=jr.key(0))
+    got = np.asarray(plain(0.3, U0)) * float(sch.marginal_std(0.3))
+    np.testing.assert_allclose(want, got, atol=2e-4 * np.abs(got).max())
+    with pytest.raises(ValueError, match="no force skip"):
+        plain.wilson(4)
+    for bad in (0.0, -1.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="force_skip"):
+            LCNN(sch, group, N, d, force_skip=bad, key=jr.key(0))  # type: ignore[arg-type]
+
+
+def test_maala_with_the_force_skip_is_exact_on_2d_su2(tmp_path):
+    """The physics-conditioned path end to end: an L-CNN with `force_skip = β` and a zero output
+    layer, briefly trained, drives MAALA at small `t_mh` (`ε = c Σ(t_mh)² ≈ 0.05`) through
+    `sample_model`; the chain is exact, and with the drift ≈ `−∇S` it accepts like MALA.
+    Plaquette `u = I_2(β)/I_1(β)`, `W(1×2) = u²` within 4σ (2D SU(2), L = 4, β = 2)."""
+    from sqdiff.sampling import sample_model
+
+    action, model_dir, _ = _su2_model(tmp_path, 50, n_data=16, force_skip=True)
+    out = sample_model(model_dir, 8 * 300, "maala", chains=8, steps=20, t_mh=0.01, c=5.0,
+                       n_therm=100, seed=2)  # fmt: skip
+    assert out.metadata["acceptance"] > 0.5
+    meas = jax.vmap(jax.vmap(action.measure))(jnp.asarray(out.samples))
+    u = iv(2, 2.0) / iv(1, 2.0)
+    for name, exact in (("plaquette", u), ("W1x2", u**2)):
+        res = gamma_method(np.asarray(meas[name])[..., None])
+        assert abs(res.value - exact) < 4 * res.error, (name, res.value, res.error, exact)
 
 
 @pytest.mark.parametrize("g", GROUPS, ids=repr)
@@ -238,9 +296,9 @@ def test_mala_on_2d_su2_lattice_matches_the_character_expansion():
         assert abs(res.value - exact) < 4 * res.error, (name, res.value, res.error, exact)
 
 
-def _su2_model(tmp_path, steps, N=2, beta=2.0, n_data=128):
+def _su2_model(tmp_path, steps, N=2, beta=2.0, n_data=128, force_skip=False):
     """An L-CNN trained by group DSM on HMC configurations of 2D SU(N), L = 4 (default SU(2),
-    β = 2)."""
+    β = 2); with `force_skip`, the physics-conditioned L-CNN from a zero output layer."""
     from sqdiff import HMC, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
     from sqdiff.specs import GroupSpec
     from sqdiff.train import TrainConfig, train
@@ -249,13 +307,15 @@ def _su2_model(tmp_path, steps, N=2, beta=2.0, n_data=128):
     init = jax.vmap(action.random_config)(jr.split(jr.key(6), 8))
     samples, _ = run_chains(HMC(action, 0.05, 20), jr.key(7), init, n_data, n_therm=50, thin=2)
     data = jnp.asarray(samples.reshape((-1,) + action.config_shape))
+    net = {"group": "su", "N": N, "d": 2, "channels": 8, "depth": 2}
     spec = ModelSpec(
-        network=NetworkSpec("lcnn", {"group": "su", "N": N, "d": 2, "channels": 8, "depth": 2}),
+        network=NetworkSpec("lcnn", {**net, "force_skip": beta} if force_skip else net),
         schedule=ScheduleSpec("ve", {"sigma": 5.0}),
         objective=ObjectiveSpec("group_dsm", {"t_min": 1e-3}),
         config_shape=action.config_shape,
         group=GroupSpec.of(action.group),
         theory=TheorySpec.of(action),
+        zero_init=force_skip,
     )
     config = TrainConfig(steps=steps, batch=32, lr=2e-3, steps_per_call=100)
     res = train(str(tmp_path / "m"), data, spec, config, progress=False)

@@ -18,6 +18,19 @@ as `W_i(x) → Ω_x W_i(x) Ω_x†` under a gauge transformation `U_μ(x) → Ω
 All weights are shared over the lattice (translation equivariant), so one network runs at any
 `L`. The Wilson force `(β/N) Im tr(T^a U_μ(x) A_μ(x))` is one L-Conv of the input features
 followed by the output layer: the network can represent the score of the target exactly.
+
+**Force skip** (`force_skip=β0`, physics-conditioned score). The score of the noised ensemble
+tends to the target's as `t → 0`: `s(t, U) → −∇S_β0(U)` (stochastic quantisation's drift),
+while denoising score matching estimates it worst there (its target `−η/Σ(t)` has variance
+`∝ 1/Σ(t)²`). With `force_skip` the network is
+
+    s(t, U) = −∇S_β0(U) / (1 + e^a Σ(t)²) + Σ(t)²/(1 + Σ(t)²) · [the L-CNN's output layer],
+
+with one learned scalar `a`. The weight is the exact one for a Gaussian link of curvature
+`k = e^a` (`s_t = −k X / (1 + k Σ²)`), and it is 1 at `t = 0`. The learned correction carries
+`Σ²/(1 + Σ²)` instead of `1/Σ`: for a smooth target `s_t = −∇S + O(Σ²)` (the heat-kernel
+expansion of `p_t`), so the network *is* the Wilson drift as `t → 0` whatever its weights, and
+MAALA at small `t_mh` keeps MALA's acceptance while training learns the correction at larger t.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from ..groups import GROUPS, AbstractGroup, _dagger, _matmul
 from ..schedules import AbstractSchedule
-from ..theories.sun import _shift, plaquette_matrices
+from ..theories.sun import SUNWilson, UNWilson, _shift, plaquette_matrices
 from .base import AbstractScoreNetwork
 from .embeddings import GaussianFourierEmbedding, noise_level
 
@@ -137,6 +150,9 @@ class LCNN(AbstractScoreNetwork):
         channels: hidden channels `C`.
         depth: residual L-Conv/L-Bilin/L-Act blocks.
         emb_dim: size of the time embedding.
+        force_skip: `β0` of the training ensemble: add the Wilson drift `−∇S_β0(U)` with the
+            learned weight `1/(1 + e^a Σ(t)²)` and scale the learned part by `Σ²/(1 + Σ²)`
+            (see the module docstring); `None` for the plain L-CNN (`/Σ(t)`).
         key: the initialisation key.
     """
 
@@ -151,6 +167,8 @@ class LCNN(AbstractScoreNetwork):
     group: AbstractGroup
     d: int = eqx.field(static=True)
     schedule: AbstractSchedule | None
+    force_skip: float | None = eqx.field(static=True)
+    skip_log_curvature: Float[Array, ""]
 
     def __init__(
         self,
@@ -161,6 +179,7 @@ class LCNN(AbstractScoreNetwork):
         channels: int = 8,
         depth: int = 2,
         emb_dim: int = 32,
+        force_skip: float | None = None,
         *,
         key: PRNGKeyArray,
     ):
@@ -173,6 +192,14 @@ class LCNN(AbstractScoreNetwork):
         for name, v in (("channels", channels), ("depth", depth)):
             if not isinstance(v, int) or v < (1 if name == "channels" else 0):
                 raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+        if force_skip is not None and not (
+            isinstance(force_skip, (int, float)) and math.isfinite(force_skip) and force_skip > 0
+        ):
+            raise ValueError(
+                f"`force_skip` must be the training coupling β0 > 0 (or None), got {force_skip!r}."
+            )
+        self.force_skip = None if force_skip is None else float(force_skip)
+        self.skip_log_curvature = jnp.zeros(())
         self.group = GROUPS[group](N=N)
         self.d = d
         keys = jr.split(key, depth + 4)
@@ -216,4 +243,21 @@ class LCNN(AbstractScoreNetwork):
         for mu in range(self.d):
             M = _mix(self.head[mu], W) + _mix(self.head_link[mu], transport(U, W, mu, True))
             out.append(jnp.imag(jnp.einsum("aji,...ij->...a", T, M)))
-        return jnp.stack(out) / self.schedule.marginal_std(t)
+        sigma = self.schedule.marginal_std(t)
+        if self.force_skip is None:
+            return jnp.stack(out) / sigma
+        # the correction to the Wilson drift is O(Σ²) as t → 0 (heat-kernel expansion)
+        residual = jnp.stack(out) * (sigma**2 / (1.0 + sigma**2))
+        return residual - self.skip_weight(t) * self.wilson(U.shape[1]).force(U)
+
+    def wilson(self, L: int) -> SUNWilson | UNWilson:
+        """The Wilson action at `β0 = force_skip` on an `L^d` lattice (its force is the skip)."""
+        if self.force_skip is None:
+            raise ValueError("this L-CNN has no force skip (`force_skip=None`).")
+        cls = SUNWilson if self.group.is_special else UNWilson
+        return cls(self.group.N, L, self.force_skip, d=self.d)
+
+    def skip_weight(self, t: Float[Array, ""]) -> Float[Array, ""]:
+        """`1/(1 + e^a Σ(t)²)`, the weight of the Wilson drift (1 at `t = 0`)."""
+        sigma = self.schedule.marginal_std(t)
+        return 1.0 / (1.0 + jnp.exp(self.skip_log_curvature) * sigma**2)
