@@ -187,7 +187,8 @@ def test_lcnn_force_skip_is_the_wilson_drift_at_t_to_0(cls, N, d):
     np.testing.assert_allclose(want, got, atol=2e-4 * np.abs(got).max())
     with pytest.raises(ValueError, match="no force skip"):
         plain.wilson(4)
-    for bad in (0.0, -1.0, float("nan"), "2"):
+    assert plain.skip_log_curvature is None  # plain checkpoints keep their leaves
+    for bad in (0.0, -1.0, float("nan"), "2", True):
         with pytest.raises(ValueError, match="force_skip"):
             LCNN(sch, group, N, d, force_skip=bad, key=jr.key(0))  # type: ignore[arg-type]
 

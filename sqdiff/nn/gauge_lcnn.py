@@ -168,7 +168,7 @@ class LCNN(AbstractScoreNetwork):
     d: int = eqx.field(static=True)
     schedule: AbstractSchedule | None
     force_skip: float | None = eqx.field(static=True)
-    skip_log_curvature: Float[Array, ""]
+    skip_log_curvature: Float[Array, ""] | None
 
     def __init__(
         self,
@@ -192,14 +192,17 @@ class LCNN(AbstractScoreNetwork):
         for name, v in (("channels", channels), ("depth", depth)):
             if not isinstance(v, int) or v < (1 if name == "channels" else 0):
                 raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
-        if force_skip is not None and not (
-            isinstance(force_skip, (int, float)) and math.isfinite(force_skip) and force_skip > 0
+        if force_skip is not None and (
+            isinstance(force_skip, bool)
+            or not isinstance(force_skip, (int, float))
+            or not (math.isfinite(force_skip) and force_skip > 0)
         ):
             raise ValueError(
                 f"`force_skip` must be the training coupling β0 > 0 (or None), got {force_skip!r}."
             )
         self.force_skip = None if force_skip is None else float(force_skip)
-        self.skip_log_curvature = jnp.zeros(())
+        # None without the skip: plain L-CNN checkpoints keep their structure
+        self.skip_log_curvature = None if force_skip is None else jnp.zeros(())
         self.group = GROUPS[group](N=N)
         self.d = d
         keys = jr.split(key, depth + 4)
@@ -259,5 +262,7 @@ class LCNN(AbstractScoreNetwork):
 
     def skip_weight(self, t: Float[Array, ""]) -> Float[Array, ""]:
         """`1/(1 + e^a Σ(t)²)`, the weight of the Wilson drift (1 at `t = 0`)."""
+        if self.skip_log_curvature is None:
+            raise ValueError("this L-CNN has no force skip (`force_skip=None`).")
         sigma = self.schedule.marginal_std(t)
         return 1.0 / (1.0 + jnp.exp(self.skip_log_curvature) * sigma**2)
