@@ -9,8 +9,9 @@ largest deviation of DM + MAALA from HMC in units of the combined error.
     python examples/sun_diffusion.py --out sun-dm                 # 2D SU(2), ~2 min on 2 cores
     python examples/sun_diffusion.py --N 3 --beta0 4 --beta 5 --out su3-dm
     python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --out sun4d
-    python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --force-skip \
-        --t-mh 0.01 --c 5 --out sun4d-skip      # the physics-conditioned score (docs/gauge.md)
+    python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --iters 1500 \
+        --chains 16 --maala 200 --therm 2000 --force-skip --zero-init --t-mh 0.01 --c 2 \
+        --out sun4d-skip      # the physics-conditioned score (docs/gauge.md), ~25 min
 """
 
 from __future__ import annotations
