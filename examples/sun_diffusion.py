@@ -10,8 +10,8 @@ largest deviation of DM + MAALA from HMC in units of the combined error.
     python examples/sun_diffusion.py --N 3 --beta0 4 --beta 5 --out su3-dm
     python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --out sun4d
     python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --iters 1500 \
-        --chains 16 --maala 200 --therm 2000 --force-skip --zero-init --t-mh 0.01 --c 2 \
-        --out sun4d-skip      # the physics-conditioned score (docs/gauge.md), ~25 min
+        --chains 16 --maala 200 --therm 4000 --force-skip --zero-init --t-mh 0.01 --c 2 \
+        --c-large 1 --out sun4d-skip   # the physics-conditioned score (docs/gauge.md), ~35 min
 """
 
 from __future__ import annotations
