@@ -774,24 +774,8 @@ def _flowed(args, ens):
     return analyze_flow(ens.action, ens.samples, args.flow, eps=args.flow_eps, ref=args.flow_ref)
 
 
-def model_spec(args, action):
-    """The `ModelSpec` for an ensemble's theory and the options."""
-    from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
-
-    kind = args.model
-    if kind == "auto":
-        kind = action.default_network()
-        if kind is None:
-            raise CLIError(
-                f"no score network for theory {action.name!r} "
-                f"{action.params} yet; choose --model explicitly"
-            )
-    if args.schedule == "ve":
-        schedule = ScheduleSpec("ve", {"sigma": args.sigma, "T": args.T})
-    else:
-        schedule = ScheduleSpec(
-            args.schedule, {"beta_min": args.beta_min, "beta_max": args.beta_max, "T": args.T}
-        )
+def _network_kwargs(kind: str, args, action) -> dict:
+    """The keyword arguments of network `kind` from the options and the ensemble's theory."""
     kwargs = {
         "mlp": {"width": args.width, "depth": args.depth, "antisymmetric": args.antisymmetric},
         "unet": {
@@ -819,6 +803,28 @@ def model_spec(args, action):
         if kind != "lcnn":
             raise CLIError(f"--force-skip is an option of --model lcnn, not --model {kind}")
         kwargs["force_skip"] = float(action.params["beta"])
+    return kwargs
+
+
+def model_spec(args, action):
+    """The `ModelSpec` for an ensemble's theory and the options."""
+    from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
+
+    kind = args.model
+    if kind == "auto":
+        kind = action.default_network()
+        if kind is None:
+            raise CLIError(
+                f"no score network for theory {action.name!r} "
+                f"{action.params} yet; choose --model explicitly"
+            )
+    if args.schedule == "ve":
+        schedule = ScheduleSpec("ve", {"sigma": args.sigma, "T": args.T})
+    else:
+        schedule = ScheduleSpec(
+            args.schedule, {"beta_min": args.beta_min, "beta_max": args.beta_max, "T": args.T}
+        )
+    kwargs = _network_kwargs(kind, args, action)
     group = GroupSpec.of(action.group)
     from .nn import NETWORKS
 
