@@ -35,7 +35,7 @@ from .effective_action import effective_action
 from .gradient_flow import LuscherRK3, analyze_flow, flow_observables, wilson_flow
 from .groups import SU, SUN, U1, UN, AbstractGroup, Euclidean, U
 from .io import Ensemble, load_ensemble, save_ensemble
-from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains
+from .mcmc import HMC, MAALA, MALA, Composed, WolffPhi4, run_chains, tune_step_size
 from .observables import analyze
 from .osq import OptimalSQ
 from .preconditioners import FourierKernel, IdentityKernel
@@ -121,6 +121,7 @@ __all__ = [
     "mcmc",
     "observables",
     "run_chains",
+    "tune_step_size",
     "save_ensemble",
     "AbstractDynamics",
     "AbstractGroup",

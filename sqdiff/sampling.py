@@ -54,6 +54,7 @@ from .mcmc import (
     imh_chain,
     independence_mh,
     run_chains,
+    tune_step_size,
 )
 from .mcmc.imh import GROUP_FLOW_STEPS, target_log_weights
 from .osq import OptimalSQ, log_z_estimate
@@ -221,14 +222,16 @@ def sample_maala(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     t_mh: float = 0.05, c: float = 0.5, chains: int = 16, thin: int = 1, anneal: str = "sde",
     beta_ratio: float = 1.0, batch: int = 256, progress: bool = False, n_therm: int = 0,
-    instanton: int = 0,
+    instanton: int = 0, target_acceptance: float | None = None,
 ) -> SampleResult:  # fmt: skip
     """Exact samples by MAALA: reverse SDE (or annealed Langevin) to `t_mh` (a fraction of T),
     then Metropolis-adjusted Langevin with the learned drift, `ε = c Σ(t_mh)²`; the first
     `n_therm` MAALA steps of each chain are discarded (burn-in: the chains start from the
-    model's samples at `t_mh`, not from the target). On 2D U(1), `instanton = k` follows every
-    MAALA step by `k` instanton-insertion moves (`mcmc.InstantonU1`: exact, change Q by ±1),
-    which the local steps cannot do at large β."""
+    model's samples at `t_mh`, not from the target). With `target_acceptance`, the step
+    adapts during those `n_therm` steps (dual averaging from `ε = c Σ(t_mh)²`,
+    `mcmc.tune_step_size`) and the kept steps use the tuned one. On 2D U(1), `instanton = k`
+    follows every MAALA step by `k` instanton-insertion moves (`mcmc.InstantonU1`: exact,
+    change Q by ±1), which the local steps cannot do at large β."""
     if not 0 < t_mh < 1:
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:
@@ -257,18 +260,25 @@ def sample_maala(
 
     start, start_nfe = map_batched(start_fn, jr.split(k0, chains), batch, progress, "dm-maala")
     maala = MAALA(action, model, t_mh * sch.T, eps)
+    n_therm = integer(n_therm, "n_therm", minimum=0)
+    tuning = {}
+    if target_acceptance is not None:  # the burn-in adapts the step (MAALA steps alone)
+        k_tune, k1 = jr.split(k1)
+        maala, start, tuning = tune_step_size(
+            maala, k_tune, start, n_therm, target_acceptance, progress=progress
+        )
     # the MAALA cache is rebuilt after the moves: one more evaluation per step
     sampler = maala if moves is None else Composed(maala, moves)
     samples, acc = run_chains(
-        sampler, k1, start, per_chain, n_therm=integer(n_therm, "n_therm", minimum=0),
-        thin=thin, progress=progress,
+        sampler, k1, start, per_chain, n_therm=0 if tuning else n_therm, thin=thin,
+        progress=progress,
     )  # fmt: skip
     if per_chain == 1:  # final states of independent chains: independent samples
         samples = samples.reshape((1, chains) + tuple(shape))
     settings = {
         **maala.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal,
         "beta_ratio": beta_ratio, "chains": chains, "thin": thin, "n_therm": n_therm,
-        **({"instanton": instanton} if instanton else {}),
+        **({"instanton": instanton} if instanton else {}), **tuning,
     }  # fmt: skip
     health = chain_health(samples, acc, independent=per_chain == 1)
     acc = np.asarray(acc, dtype=float).reshape(-1)  # per-chain mean acceptance
@@ -282,10 +292,12 @@ def sample_maala(
         "health": health.to_json(),
     }
     # per chain: its start, one drift at the start of MALA, one per MALA step (the drift at
-    # the current point is cached); shared out over the chain's samples
-    mala_steps = integer(n_therm, "n_therm", minimum=0) + per_chain * thin
+    # the current point is cached); shared out over the chain's samples. Tuning steps make no
+    # instanton moves, and the tuned chains restart (one more drift).
     per_step = 2 if instanton else 1
-    per_sample = (np.asarray(start_nfe) + 1 + per_step * mala_steps) / per_chain
+    burn_in = n_therm + 1 if tuning else per_step * n_therm
+    mala = 1 + burn_in + per_step * per_chain * thin
+    per_sample = (np.asarray(start_nfe) + mala) / per_chain
     meta["nfe"] = _nfe_summary(per_sample)
     return SampleResult(samples, meta, action)
 

@@ -1,10 +1,12 @@
 """Classical and exact samplers as `init`/`step` pairs over cached states (BlackJAX style),
 the one Metropolis accept, the MD integrators and the chain runner."""
 
+from .adaptation import MALA_TARGET_ACCEPTANCE, DualAveraging, tune_step_size
 from .base import (
     AbstractInfo,
     AbstractSampler,
     AbstractState,
+    AbstractStepSizeSampler,
     Composed,
     ComposedInfo,
     Info,
@@ -25,6 +27,9 @@ __all__ = [
     "AbstractInfo",
     "AbstractSampler",
     "AbstractState",
+    "AbstractStepSizeSampler",
+    "DualAveraging",
+    "MALA_TARGET_ACCEPTANCE",
     "ChainHealth",
     "MIN_ACCEPTANCE",
     "chain_health",
@@ -57,4 +62,5 @@ __all__ = [
     "metropolis_accept",
     "omelyan",
     "run_chains",
+    "tune_step_size",
 ]

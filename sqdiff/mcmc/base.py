@@ -30,6 +30,7 @@ __all__ = [
     "AbstractInfo",
     "AbstractSampler",
     "AbstractState",
+    "AbstractStepSizeSampler",
     "Composed",
     "ComposedInfo",
     "Info",
@@ -88,6 +89,18 @@ class AbstractSampler(eqx.Module):
     def settings(self) -> dict:
         """Sampler settings for ensemble metadata."""
         return {"sampler": type(self).__name__}
+
+
+class AbstractStepSizeSampler(AbstractSampler):
+    """A sampler with one step size `ε` (HMC's molecular-dynamics step, MALA's Langevin step),
+    which `tune_step_size` can adapt to a target acceptance."""
+
+    step_size: eqx.AbstractVar[float]
+
+    def with_step_size(self, step_size) -> AbstractStepSizeSampler:
+        """The same sampler with step size `step_size` (a float, or a traced scalar inside
+        the adaptation loop)."""
+        return eqx.tree_at(lambda s: s.step_size, self, step_size)
 
 
 class ComposedInfo(AbstractInfo):

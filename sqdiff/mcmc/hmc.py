@@ -24,7 +24,7 @@ from .._checks import integer
 from ..groups import AbstractGroup
 from ..preconditioners import AbstractKernel, as_kernel
 from ..theories import AbstractAction, as_action
-from .base import AbstractInfo, AbstractSampler, AbstractState
+from .base import AbstractInfo, AbstractState, AbstractStepSizeSampler
 from .integrators import leapfrog, omelyan
 from .proposal import metropolis_accept
 
@@ -47,7 +47,7 @@ class HMCInfo(AbstractInfo):
     energy_change: Float[Array, ""]
 
 
-class HMC(AbstractSampler):
+class HMC(AbstractStepSizeSampler):
     """HMC with a leapfrog or Omelyan integrator, optionally Fourier-accelerated.
 
     Args:

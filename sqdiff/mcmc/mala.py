@@ -30,7 +30,7 @@ from jaxtyping import Array, Float
 
 from ..groups import AbstractGroup
 from ..theories import AbstractAction, as_action
-from .base import AbstractSampler, AbstractState, Info
+from .base import AbstractState, AbstractStepSizeSampler, Info
 from .proposal import metropolis_accept
 
 __all__ = ["AbstractDrift", "ForceDrift", "MAALA", "MALA", "MALAState", "ScoreDrift"]
@@ -88,7 +88,7 @@ class MALAState(AbstractState):
     drift: Array
 
 
-class MALA(AbstractSampler):
+class MALA(AbstractStepSizeSampler):
     """Metropolis-adjusted Langevin with drift `−∇S` (default) or any `AbstractDrift`.
 
     Args:
