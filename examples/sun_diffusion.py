@@ -42,6 +42,8 @@ def row(name, action, samples, extra=None, t_flow=None):
     out.update(extra or {})
     tau = res["plaquette"].tau_int
     out["tau_int(plaquette)"] = tau
+    # observables whose chains sit apart (replica Q-value < 1e-3): their errors are too small
+    out["chains_disagree"] = tuple(k for k, r in res.items() if sq.stats.chains_disagree(r))
     if "seconds" in out:  # effective samples of the plaquette per second
         out["ess/s(plaquette)"] = samples.shape[0] * samples.shape[1] / (2 * tau) / out["seconds"]
     cells = "  ".join(f"{k} {v[0]:.4f}({v[1]:.4f})" for k, v in out.items() if isinstance(v, list))
@@ -122,6 +124,12 @@ def main():
     ap.add_argument("--t-mh", type=float, default=0.05, help="MAALA time (a fraction of T)")
     ap.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
     ap.add_argument("--c-large", type=float, default=None, help="--c at L' (default: --c)")
+    ap.add_argument(
+        "--target-acceptance",
+        type=float,
+        default=None,
+        help="adapt MAALA's step during --therm towards this acceptance (from --c)",
+    )
     ap.add_argument("--out", default="sun-dm")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -173,10 +181,11 @@ def main():
         ma = sample_model(model_dir, args.chains * args.maala, "maala", steps=200,
                           chains=args.chains, seed=1, n_therm=args.therm, t_mh=args.t_mh,
                           c=args.c if size == L or args.c_large is None else args.c_large,
-                          **kw)  # fmt: skip
+                          target_acceptance=args.target_acceptance, **kw)  # fmt: skip
         block["DM+MAALA"] = row(
             "DM + MAALA", action, ma.samples,
-            {"acceptance": ma.metadata["acceptance"], "seconds": time.perf_counter() - t},
+            {"acceptance": ma.metadata["acceptance"], "seconds": time.perf_counter() - t,
+             "step_size": ma.metadata["sampler"]["step_size"]},
             t_flow,
         )  # fmt: skip
         block["max |DM+MAALA − HMC|/σ"] = max_pull(block["DM+MAALA"], block["HMC"])

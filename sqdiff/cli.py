@@ -217,6 +217,12 @@ def _add_generate(sub) -> None:
     g.add_argument("--n", type=_COUNT, required=True, help="configurations per chain")
     g.add_argument("--chains", type=_COUNT, default=1, help="independent chains")
     g.add_argument("--therm", type=_COUNT0, default=200, help="thermalisation steps")
+    g.add_argument(
+        "--target-acceptance",
+        type=_FRACTION,
+        help="hmc, omelyan, fahmc, mala: adapt the step size during --therm by dual averaging "
+        "towards this mean acceptance (from --step-size or the default)",
+    )
     g.add_argument("--thin", type=_COUNT, default=1, help="steps between saved configurations")
     g.add_argument("--seed", type=_SEED, default=0)
     g.add_argument(
@@ -360,6 +366,12 @@ def _add_sample(sub) -> None:
         choices=("sde", "langevin"),
         default="sde",
         help="MAALA: reach t_mh by the reverse SDE or by annealed Langevin (--steps levels)",
+    )
+    sa.add_argument(
+        "--target-acceptance",
+        type=_FRACTION,
+        help="maala: adapt ε during --therm by dual averaging towards this mean acceptance "
+        "(from ε = c Σ(t_mh)²; 0.574 is MALA's optimum)",
     )
     sa.add_argument(
         "--thin",
@@ -558,6 +570,8 @@ def cmd_generate(args) -> int:
     if args.therm < 0:
         raise CLIError("--therm must be ≥ 0")
     action = build_action(args)
+    if args.sampler == "exact" and args.target_acceptance is not None:
+        raise CLIError("--target-acceptance tunes --sampler hmc, omelyan, fahmc or mala")
     if args.sampler == "exact":  # independent draws: no chain, no thermalisation
         samples = _exact_draws(args, action)
         settings, acceptance, n_therm, thin = {"sampler": "u1-exact"}, 1.0, 0, 1
@@ -566,16 +580,17 @@ def cmd_generate(args) -> int:
         sampler = build_sampler(args, action)
         key_init, key_run = jr.split(jr.key(args.seed))
         init = jax.vmap(action.random_config)(jr.split(key_init, args.chains))
+        sampler, init, tuning, n_left = _tuned(args, sampler, init)
         samples, acc = run_chains(
             sampler,
             key_run,
             init,
             args.n,
-            n_therm=args.therm,
+            n_therm=n_left,
             thin=args.thin,
             progress=not args.quiet,
         )
-        settings, acceptance = sampler.settings, float(np.mean(acc))
+        settings, acceptance = {**sampler.settings, **tuning}, float(np.mean(acc))
         n_therm, thin = args.therm, args.thin
         health = chain_health(samples, acc)
     meta = {
@@ -594,6 +609,26 @@ def cmd_generate(args) -> int:
         f"{action.params} by {settings['sampler']}, acceptance {acceptance:.3f}"
     )
     return _report_health(health, args.out)
+
+
+def _tuned(args, sampler, init):
+    """`(sampler, start, tuning settings, thermalisation steps left)`: with
+    --target-acceptance, the step adapted over the --therm steps (`mcmc.tune_step_size`)."""
+    import jax.random as jr
+
+    from .mcmc import AbstractStepSizeSampler, tune_step_size
+
+    if args.target_acceptance is None:
+        return sampler, init, {}, args.therm
+    if not isinstance(sampler, AbstractStepSizeSampler):
+        raise CLIError("--target-acceptance tunes --sampler hmc, omelyan, fahmc or mala")
+    if args.therm < 20:
+        raise CLIError("--target-acceptance adapts the step during --therm: give --therm ≥ 20")
+    key = jr.fold_in(jr.key(args.seed), 1)
+    tuned, init, tuning = tune_step_size(
+        sampler, key, init, args.therm, args.target_acceptance, progress=not args.quiet
+    )
+    return tuned, init, tuning, 0
 
 
 def _report_health(health, path: str) -> int:
@@ -659,10 +694,11 @@ def cmd_measure(args) -> int:
     if m.get("acceptance_error") is not None:  # MAALA: the spread over independent chains
         diagnostics["acceptance_error"] = m["acceptance_error"]
     if ens.log_weights is None:  # weighted ensembles are independent draws: k̂ judges them
-        from .stats import too_short
+        from .stats import chains_disagree, too_short
 
         n = ens.samples.shape[1]
         diagnostics["too_short"] = [k for k, r in results.items() if too_short(r, n)]
+        diagnostics["chains_disagree"] = [k for k, r in results.items() if chains_disagree(r)]
     if ens.log_weights is not None and first is not None:
         diagnostics.update(ess=first.ess, n=int(ens.log_weights.size), pareto_k=first.pareto_k)
     definitions = {k: v for k, v in ens.action.definitions().items() if k in results}
@@ -674,6 +710,7 @@ def cmd_measure(args) -> int:
             "params": m["params"],
             "observables": {
                 k: {"value": r.value, "error": r.error, "tau_int": r.tau_int}
+                | ({"replica_q": r.replica_q} if math.isfinite(r.replica_q) else {})
                 for k, r in results.items()
             },
             "diagnostics": diagnostics,
@@ -712,7 +749,7 @@ def _loss_plot(model_dir: str, losses, title: str) -> None:
 def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
     """`measure`'s table: the observables, what they are, then the sampler and its
     diagnostics, apart."""
-    from .stats import MIN_RUN_PER_TAU
+    from .stats import MIN_REPLICA_Q, MIN_RUN_PER_TAU
 
     if not health.ok:
         print(f"UNHEALTHY (measured with --force): {'; '.join(health.problems)}")
@@ -722,9 +759,11 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
         print("importance-weighted: the values below are reweighted")
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
     short = diagnostics.get("too_short", [])
+    disagree = diagnostics.get("chains_disagree", [])
     for k, r in results.items():
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
-        print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}{' !' if k in short else ''}")
+        flag = " !" if k in short or k in disagree else ""
+        print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}{flag}")
     print("errors: Γ-method (autocorrelation included); tau_int in units of saved configurations")
     for k, text in definitions.items():
         print(f"  {k}: {text}")
@@ -741,6 +780,14 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
             f"; ! RUN TOO SHORT for {', '.join(short)}: fewer than {MIN_RUN_PER_TAU:.0f} τ_int "
             "per chain, so τ_int(W) has no plateau and these errors are underestimated (a frozen "
             "or slow chain; run longer, or see measure --plot)"
+        )
+    if disagree:
+        worst = min(results[k].replica_q for k in disagree)
+        line += (
+            f"; ! CHAINS DISAGREE for {', '.join(disagree)} (replica Q-value down to "
+            f"{worst:.1e} < {MIN_REPLICA_Q:g}): the chains' means differ by more than these "
+            "errors allow (e.g. topology frozen per chain, or chains not relaxed), so the errors "
+            "are underestimated"
         )
     print(line + ("" if health.ok else "; " + "; ".join(health.problems)))
 
@@ -929,6 +976,7 @@ def cmd_sample(args) -> int:
         "snr": args.snr,
         "anneal": args.anneal,
         "instanton": args.instanton or None,
+        "target_acceptance": args.target_acceptance,
         "adaptive": args.adaptive or None,
         "rtol": args.rtol,
         "atol": args.atol,
@@ -943,12 +991,24 @@ def cmd_sample(args) -> int:
         "sde": ("steps", "adaptive", "rtol", "atol", "noise") if not is_osq else ("steps",),
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
-        "maala": ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm", "instanton"),
+        "maala": (
+            "steps",
+            "t_mh",
+            "c",
+            "chains",
+            "thin",
+            "anneal",
+            "n_therm",
+            "instanton",
+            "target_acceptance",
+        ),
         # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
         "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
     }[args.method]
     if args.instanton and args.method != "maala":
         raise CLIError("--instanton is for --method maala (on u1)")
+    if args.target_acceptance is not None and (args.method != "maala" or args.therm < 20):
+        raise CLIError("--target-acceptance adapts --method maala's step during --therm ≥ 20")
     if args.adaptive and (args.method != "sde" or is_osq):
         raise CLIError("--adaptive is for --method sde of a diffusion model")
     if args.adaptive and args.steps is not None:

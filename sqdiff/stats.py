@@ -16,12 +16,15 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+from scipy import special
 
 __all__ = [
     "Autocorrelation",
     "GammaResult",
     "autocorrelation",
     "too_short",
+    "chains_disagree",
+    "MIN_REPLICA_Q",
     "MIN_RUN_PER_TAU",
     "binned",
     "cumulants",
@@ -31,6 +34,7 @@ __all__ = [
     "jackknife",
     "kish_ess",
     "pareto_khat",
+    "replica_q_value",
     "PARETO_K_MAX",
     "log_z_estimate",
     "reweighted",
@@ -94,6 +98,8 @@ class GammaResult(NamedTuple):
     ess: float
     #: Pareto k̂ of the importance weights (reweighted estimates only; nan otherwise)
     pareto_k: float = math.nan
+    #: Q-value of the replica means (`replica_q_value`; nan with one replica)
+    replica_q: float = math.nan
 
 
 def _gradient(f, abar, h):
@@ -114,6 +120,7 @@ class _Gamma(NamedTuple):
     gamma: np.ndarray  # Γ(t), t = 0 … n−1, bias-corrected (Wolff Eq. 49); all 0: constant
     window: int
     N: int
+    replica_dev: np.ndarray  # (R,): each replica's mean projected fluctuation
 
 
 class Autocorrelation(NamedTuple):
@@ -162,8 +169,9 @@ def _gamma(data: ArrayLike, f: Callable[[np.ndarray], float] | None, S: float) -
     ft = np.fft.rfft(proj, nfft, axis=1)
     acf = np.fft.irfft(np.abs(ft) ** 2, nfft, axis=1)[:, :n].sum(0)
     gamma = acf / (N - R * np.arange(n))
+    dev = proj.mean(1)
     if gamma[0] <= 0:  # constant observable
-        return _Gamma(value, np.zeros(n), 0, N)
+        return _Gamma(value, np.zeros(n), 0, N, dev)
     W_max = n // 2
     W = W_max
     tau_sum = gamma[0] / 2
@@ -184,7 +192,7 @@ def _gamma(data: ArrayLike, f: Callable[[np.ndarray], float] | None, S: float) -
         stop = int(np.argmax(pairs <= 0)) if np.any(pairs <= 0) else pairs.size
         W = max(2 * stop - 1, 1)
         cf = -gamma[0] + 2 * pairs[:stop].sum()
-    return _Gamma(value, gamma + cf / N, W, N)  # bias correction (Wolff Eq. 49)
+    return _Gamma(value, gamma + cf / N, W, N, dev)  # bias correction (Wolff Eq. 49)
 
 
 def gamma_method(
@@ -203,6 +211,7 @@ def gamma_method(
     (Eq. 52), Γ is bias-corrected by `C_F/N`, `σ² = C_F/N`, `τ_int = C_F/(2Γ(0))`,
     `δτ_int ≈ 2τ_int √((W + ½ − τ_int)/N)` (Eq. 42) and `ESS = N/(2τ_int)`. Anticorrelated
     series (τ_int < ½) fall back to Geyer's initial positive sequence for the window.
+    With R > 1 replicas, `replica_q` is the Q-value of their means (`replica_q_value`).
     `autocorrelation` returns the whole curves ρ(t) and τ_int(W) behind these numbers.
     """
     res = _gamma(data, f, S)
@@ -214,8 +223,34 @@ def gamma_method(
     error = np.sqrt(cf / N)
     tau_err = 2 * tau_int * np.sqrt(max(W + 0.5 - tau_int, 0.0) / N)
     return GammaResult(
-        res.value, float(error), float(tau_int), float(tau_err), int(W), float(N / (2 * tau_int))
-    )
+        res.value, float(error), float(tau_int), float(tau_err), int(W), float(N / (2 * tau_int)),
+        replica_q=_replica_q(res.replica_dev, cf, N),
+    )  # fmt: skip
+
+
+def _replica_q(dev: np.ndarray, cf: float, N: int) -> float:
+    """`Q = Γ_inc((R−1)/2, χ²/2)`, `χ² = Σ_r n_r d_r² / C_F` for replica deviations `d_r`."""
+    R = dev.shape[0]
+    if R < 2:
+        return math.nan
+    chi2 = float(np.sum(dev**2) * (N / R) / cf)
+    return float(special.gammaincc((R - 1) / 2, chi2 / 2))
+
+
+def replica_q_value(
+    data: ArrayLike, f: Callable[[np.ndarray], float] | None = None, S: float = 1.5
+) -> float:
+    r"""Whether R replicas (independent chains) agree: the Q-value of their means.
+
+    The replica test of Wolff's UWerr program (the code of Comput. Phys. Commun. 156 (2004)
+    143, its `Qval`): with `d_r` the deviation of replica r's (projected) mean from the overall one
+    and `C_F = N σ²` the Γ-method's integrated autocorrelation, `χ² = Σ_r n_r d_r² / C_F`
+    follows χ² with R − 1 degrees of freedom when the replicas sample the same distribution
+    and `σ` is right; `Q = P(χ²_{R−1} ≥ χ²)`. A tiny Q means the chains sit in different
+    places — topology frozen per chain, a chain not yet relaxed — and that the Γ-method error,
+    built from fluctuations within chains, is too small. nan for one replica or a constant
+    series. Same arguments as `gamma_method`, which returns it as `replica_q`."""
+    return gamma_method(data, f, S).replica_q
 
 
 def autocorrelation(
@@ -244,6 +279,17 @@ MIN_RUN_PER_TAU = 50.0
 has not reached its plateau inside the run, so τ_int and the error are underestimated by an
 unknown amount (Sokal, "Monte Carlo methods in statistical mechanics", 1997, Sec. 3: n ≫ τ;
 Wolff 2004, Sec. 3.3). A frozen chain is the extreme case."""
+
+
+MIN_REPLICA_Q = 1e-3
+"""Below this replica Q-value (`replica_q_value`) `sqdiff measure` reports that the chains
+disagree: a consistent set of chains falls below it once in a thousand observables."""
+
+
+def chains_disagree(result: GammaResult) -> bool:
+    """Whether the replica Q-value of `result` is below `MIN_REPLICA_Q` (False with one
+    replica)."""
+    return bool(result.replica_q < MIN_REPLICA_Q)
 
 
 def too_short(result: GammaResult, n_per_replica: int) -> bool:

@@ -368,6 +368,43 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
         assert 0 < res["diagnostics"]["acceptance_error"] < 0.1
 
 
+def test_maala_step_tuned_to_a_target_acceptance(toy_model, capsys):
+    out = toy_model / "tuned.npz"
+    argv = ["sample", str(toy_model / "model"), "--n", "256", "--method", "maala", "--c", "1e-3"]
+    argv += ["--chains", "32", "--steps", "20", "--therm", "100", "--target-acceptance", "0.7"]
+    assert main(argv + ["--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    meta = sq.io.load_ensemble(out).metadata
+    s = meta["sampler"]
+    assert s["target_acceptance"] == 0.7 and s["tuning_steps"] == s["n_therm"] == 100
+    assert s["step_size"] == s["tuned_step_size"] > 10 * s["initial_step_size"]
+    # 32 chains × 8 steps: the kept steps accept near the target
+    assert abs(meta["acceptance"] - 0.7) < 4 * meta["acceptance_error"] + 0.05, meta
+
+
+def test_generate_with_a_target_acceptance(tmp_path, capsys):
+    out = tmp_path / "su2.npz"
+    argv = ["generate", "sun", "--N", "2", "--L", "4", "--d", "2", "--beta", "2", "--n", "100"]
+    argv += ["--chains", "4", "--quiet", "--seed", "3"]
+    assert main(argv + ["--sampler", "mala", "--step-size", "1e-3", "--therm", "100",
+                        "--target-acceptance", "0.574", "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    meta = sq.io.load_ensemble(out).metadata
+    assert meta["sampler"]["sampler"] == "mala" and meta["n_therm"] == 100
+    assert meta["sampler"]["step_size"] == meta["sampler"]["tuned_step_size"] > 0.01
+    assert abs(meta["acceptance"] - 0.574) < 0.08, meta
+    phi4 = ["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.02", "--n", "10"]
+    u1 = ["generate", "u1", "--L", "4", "--beta", "2", "--n", "10"]
+    for base, extra, msg in [
+        (phi4, ["--sampler", "hmc+wolff", "--target-acceptance", "0.8"], "tunes --sampler"),
+        (u1, ["--sampler", "exact", "--target-acceptance", "0.8"], "tunes --sampler"),
+        (argv, ["--target-acceptance", "0.8", "--therm", "10"], "--therm ≥ 20"),
+        (argv, ["--target-acceptance", "0"], "--target-acceptance"),
+    ]:
+        assert main(base + extra + ["--out", str(tmp_path / "x.npz")]) == 2
+        assert msg in capsys.readouterr().err
+
+
 def test_sample_command_bad_input(toy_model, tmp_path, capsys):
     model = str(toy_model / "model")
     for argv, msg in [
@@ -378,6 +415,26 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         (["sample", model, "--n", "8", "--method", "pc", "--snr", "0"], "snr"),
         (["sample", model, "--n", "8", "--method", "ode", "--adaptive"], "--method sde"),
         (["sample", model, "--n", "8", "--adaptive", "--steps", "9"], "not both"),
+        (["sample", model, "--n", "8", "--target-acceptance", "0.6"], "--method maala"),
+        (
+            [
+                "sample",
+                model,
+                "--n",
+                "8",
+                "--method",
+                "maala",
+                "--target-acceptance",
+                "0.6",
+                "--therm",
+                "5",
+            ],
+            "--therm ≥ 20",
+        ),
+        (
+            ["sample", model, "--n", "8", "--method", "maala", "--target-acceptance", "1"],
+            "--target-acceptance",
+        ),
         (["sample", model, "--n", "8", "--adaptive", "--rtol", "0"], "--rtol"),
         (["sample", model, "--n", "8", "--instanton", "2"], "--method maala"),
         (["sample", model, "--n", "8", "--method", "maala", "--instanton", "2"], "theory 'u1'"),

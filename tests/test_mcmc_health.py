@@ -75,3 +75,25 @@ def test_a_slow_chain_gets_its_errors_marked_unreliable(tmp_path, capsys):
     sq.save_ensemble(str(tmp_path / "fast.npz"), fast, meta)
     assert main(["measure", str(tmp_path / "fast.npz"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["diagnostics"]["too_short"] == []
+
+
+def test_chains_that_sit_apart_get_their_errors_marked(tmp_path, capsys):
+    """Chains that each sample well but around different means (a charge frozen per chain):
+    the Γ-method error, built from fluctuations within chains, is too small, and the replica
+    Q-value says so; chains of one law are not marked."""
+    rng = np.random.default_rng(1)
+    apart = rng.normal(size=(16, 400)) + 0.3 * rng.normal(size=(16, 1))
+    meta = {"theory": "quartic", "params": {"mu2": 1.0, "g": 0.4}, "sampler": {"sampler": "x"},
+            "acceptance": 0.9, "seed": 0}  # fmt: skip
+    sq.save_ensemble(str(tmp_path / "apart.npz"), apart, meta)
+    assert main(["measure", str(tmp_path / "apart.npz"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert "<phi>" in res["diagnostics"]["chains_disagree"]
+    assert res["observables"]["<phi>"]["replica_q"] < 1e-10
+    assert main(["measure", str(tmp_path / "apart.npz")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "CHAINS DISAGREE for <phi>" in last
+    same = rng.normal(size=(16, 400))
+    sq.save_ensemble(str(tmp_path / "same.npz"), same, meta)
+    assert main(["measure", str(tmp_path / "same.npz"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["diagnostics"]["chains_disagree"] == []

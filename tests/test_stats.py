@@ -74,6 +74,32 @@ def test_gamma_method_derived_quantity_and_replicas():
     assert abs(r.value - 2.0) < 4 * r.error
 
 
+def test_replica_q_value_is_uniform_for_consistent_replicas():
+    # 16 iid replicas of the same law: Q ~ U(0, 1), so P(Q < 0.1) = 0.1 (binomial error)
+    rng = np.random.default_rng(11)
+    qs = np.array([sq.stats.replica_q_value(rng.normal(size=(16, 200, 1))) for _ in range(400)])
+    for cut in (0.1, 0.5):
+        frac = np.mean(qs < cut)
+        assert abs(frac - cut) < 4 * math.sqrt(cut * (1 - cut) / qs.size), (cut, frac)
+    assert math.isnan(sq.stats.gamma_method(rng.normal(size=(1, 200, 1))).replica_q)
+
+
+def test_replica_q_value_flags_chains_that_sit_apart():
+    # each chain's mean shifted by N(0, 0.3²), 6× the error of a chain's mean: the Γ-method
+    # (fluctuations within chains) gives 1/4 of the true error; the replica test says so
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(16, 400)) + 0.3 * rng.normal(size=(16, 1))
+    res = sq.stats.gamma_method(x[..., None])
+    true_error = np.std(x.mean(1), ddof=1) / 4
+    assert res.error < true_error / 2
+    assert res.replica_q < 1e-10 and sq.stats.chains_disagree(res)
+    # a derived quantity sees it too, and consistent replicas are not flagged
+    ratio = np.stack([x, np.ones_like(x)], -1)
+    assert sq.stats.replica_q_value(ratio, lambda a: a[0] / a[1]) < 1e-10
+    ok = sq.stats.gamma_method(rng.normal(size=(16, 400, 1)))
+    assert not sq.stats.chains_disagree(ok)
+
+
 def test_cumulants_and_jackknife():
     rng = np.random.default_rng(4)
     g = rng.normal(size=400_000)
