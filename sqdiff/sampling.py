@@ -239,6 +239,12 @@ def sample_maala(
     if anneal not in ("sde", "langevin"):
         raise ValueError(f"`anneal` must be 'sde' or 'langevin', got {anneal!r}.")
     instanton = integer(instanton, "instanton", minimum=0)
+    n_therm = integer(n_therm, "n_therm", minimum=0)
+    if target_acceptance is not None and n_therm < 20:
+        raise ValueError(
+            f"`target_acceptance` adapts the step during the burn-in: give `n_therm` ≥ 20, got "
+            f"{n_therm}."
+        )
     moves = InstantonU1(action, instanton) if instanton else None  # checks the theory first
     sch, shape = model.schedule, action.config_shape
     chains = max(1, min(integer(chains, "chains"), n))
@@ -260,7 +266,6 @@ def sample_maala(
 
     start, start_nfe = map_batched(start_fn, jr.split(k0, chains), batch, progress, "dm-maala")
     maala = MAALA(action, model, t_mh * sch.T, eps)
-    n_therm = integer(n_therm, "n_therm", minimum=0)
     tuning = {}
     if target_acceptance is not None:  # the burn-in adapts the step (MAALA steps alone)
         k_tune, k1 = jr.split(k1)

@@ -88,3 +88,7 @@ def test_tune_step_size_bad_input():
         sq.tune_step_size(mala, jr.key(0), start, 10)
     with pytest.raises(ValueError, match="non-finite"):
         sq.tune_step_size(mala, jr.key(0), jnp.full((2,), jnp.nan), 50)
+    # a float32 target is a number like any other; sample_maala asks for a burn-in to adapt in
+    sq.tune_step_size(mala, jr.key(0), start, 20, np.float32(0.6))
+    with pytest.raises(ValueError, match="n_therm"):
+        sq.sampling.sample_maala(jr.key(0), None, action, 4, target_acceptance=0.6, n_therm=5)

@@ -20,6 +20,7 @@ HMC (Beskos et al., Bernoulli 19 (2013) 1501); lattice practice often prefers 0.
 from __future__ import annotations
 
 import math
+import numbers
 
 import equinox as eqx
 import jax
@@ -57,15 +58,16 @@ class DualAveraging(eqx.Module):
     @classmethod
     def start(cls, step_size: float) -> DualAveraging:
         """The state before the first step, at `ε_0 = step_size` (`μ = log(10 ε_0)`)."""
-        log0 = jnp.log(jnp.asarray(step_size, jnp.float32))
-        zero = jnp.zeros((), jnp.float32)
+        dtype = jnp.result_type(float)  # float64 under jax_enable_x64
+        log0 = jnp.log(jnp.asarray(step_size, dtype))
+        zero = jnp.zeros((), dtype)
         return cls(zero, zero, log0, log0, log0 + math.log(10.0))
 
     def update(self, accept_prob: Float[Array, ""], target: float) -> DualAveraging:
         """The state after a step that was accepted with probability `accept_prob`."""
         m = self.m + 1
         w = 1.0 / (m + self.t0)
-        alpha = jnp.nan_to_num(accept_prob, nan=0.0)
+        alpha = jnp.nan_to_num(jnp.asarray(accept_prob, self.h_bar.dtype), nan=0.0)
         h_bar = (1 - w) * self.h_bar + w * (target - alpha)
         log_step = self.mu - jnp.sqrt(m) / self.gamma * h_bar
         eta = m ** (-self.kappa)
@@ -129,7 +131,7 @@ def tune_step_size(
         the adaptation.
     """
     n_steps, chunk = integer(n_steps, "n_steps", minimum=20), integer(chunk, "chunk")
-    if not (isinstance(target, (int, float)) and not isinstance(target, bool) and 0 < target < 1):
+    if not (isinstance(target, numbers.Real) and not isinstance(target, bool) and 0 < target < 1):
         raise ValueError(f"`target` must be an acceptance probability in (0, 1), got {target!r}.")
     init_positions = jnp.asarray(init_positions)
     if init_positions.ndim == 0 or init_positions.shape[0] < 1:
