@@ -39,7 +39,8 @@ def test_generate_and_measure_json(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert set(res) == {"theory", "params", "observables", "diagnostics", "definitions"}
     phi2 = res["observables"]["<phi^2>"]
-    assert set(phi2) == {"value", "error", "tau_int"}
+    assert set(phi2) == {"value", "error", "tau_int", "replica_q"}  # 4 chains: their Q-value
+    assert 0 < phi2["replica_q"] <= 1 and res["diagnostics"]["chains_disagree"] == []
     assert abs(phi2["value"] - 0.862097) < 5 * phi2["error"]  # docs/references.md, loose: tiny run
     # sampler diagnostics apart from the physics, and the definitions of derived quantities
     assert 0 < res["diagnostics"]["acceptance"] <= 1 and res["diagnostics"]["health"]["ok"]
