@@ -30,10 +30,9 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._batching import Progress
-from .._checks import check_finite, integer
+from .._checks import integer
 from .._xla import hot_jit
-from ..sharding import shard_batch
-from .base import AbstractStepSizeSampler
+from .base import AbstractStepSizeSampler, start_chains
 
 __all__ = ["DualAveraging", "MALA_TARGET_ACCEPTANCE", "tune_step_size"]
 
@@ -133,14 +132,9 @@ def tune_step_size(
     n_steps, chunk = integer(n_steps, "n_steps", minimum=20), integer(chunk, "chunk")
     if not (isinstance(target, numbers.Real) and not isinstance(target, bool) and 0 < target < 1):
         raise ValueError(f"`target` must be an acceptance probability in (0, 1), got {target!r}.")
-    init_positions = jnp.asarray(init_positions)
-    if init_positions.ndim == 0 or init_positions.shape[0] < 1:
-        raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")
-    sampler.check(init_positions[0], "init_positions[0]")
-    check_finite(init_positions, "init_positions")
 
     bar = Progress(n_steps, "tuning step size", enabled=progress)
-    states = jax.vmap(sampler.init)(shard_batch(init_positions))
+    states = start_chains(sampler, init_positions)
     da = DualAveraging.start(sampler.step_size)
     accepts, done = [], 0
     while done < n_steps:

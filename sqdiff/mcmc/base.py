@@ -158,6 +158,17 @@ def _init_chains(sampler: AbstractSampler, positions: Array) -> AbstractState:
     return jax.vmap(sampler.init)(positions)
 
 
+def start_chains(sampler: AbstractSampler, init_positions: Array) -> AbstractState:
+    """The chains' states at `init_positions (chains, *config)`, checked (shape, group,
+    finiteness: clear errors) and split over the devices in use."""
+    init_positions = jnp.asarray(init_positions)
+    if init_positions.ndim == 0 or init_positions.shape[0] < 1:
+        raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")
+    sampler.check(init_positions[0], "init_positions[0]")  # shape (shared by all chains)
+    check_finite(init_positions, "init_positions")  # every chain, one host transfer
+    return _init_chains(sampler, shard_batch(init_positions))
+
+
 @hot_jit
 def _advance(sampler: AbstractSampler, states, key, n_keep: int, n_thin: int):
     """`n_keep · n_thin` steps of every chain (`vmap` over chains, `lax.scan` over steps),
@@ -204,15 +215,10 @@ def run_chains(
     n_samples, thin, chunk = (integer(n_samples, "n_samples"), integer(thin, "thin"),
                               integer(chunk, "chunk"))  # fmt: skip
     n_therm = integer(n_therm, "n_therm", 0)
-    init_positions = jnp.asarray(init_positions)
-    if init_positions.ndim == 0 or init_positions.shape[0] < 1:
-        raise ValueError("`init_positions` needs a leading chain axis with at least one chain.")
-    sampler.check(init_positions[0], "init_positions[0]")  # shape (shared by all chains)
-    check_finite(init_positions, "init_positions")  # every chain, one host transfer
 
     bar = Progress(n_therm + n_samples * thin, "sampling", enabled=progress)
     key_therm, key = jr.split(key)
-    states = _init_chains(sampler, shard_batch(init_positions))  # chains over the devices
+    states = start_chains(sampler, init_positions)
     done = 0
     while done < n_therm:  # thermalisation in chunks (one compiled shape)
         m = min(chunk, n_therm - done)
