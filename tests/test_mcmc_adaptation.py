@@ -50,10 +50,12 @@ def test_tuned_hmc_reaches_its_target_and_is_exact_on_2d_su2():
     beta = 2.0
     action = sq.SUNWilson(2, 6, beta, d=2)
     hmc = sq.HMC(action, 3.0, 10, "omelyan")  # far too large: acceptance ≈ 0
-    tuned, start, info = sq.tune_step_size(hmc, jr.key(1), _start(action, 4), 100, 0.85)
+    # 16 chains × 300 steps: with fewer the iterates' noise leaves ε̄ short of the root and the
+    # acceptance above the target (4 chains × 100 steps: 0.91–0.96 over seeds; see the docstring)
+    tuned, start, info = sq.tune_step_size(hmc, jr.key(1), _start(action, 16), 300, 0.85)
     assert tuned.step_size < 1.5 and tuned.n_steps == 10 and tuned.integrator == "omelyan"
     samples, acc = sq.run_chains(tuned, jr.key(2), start, 300)
-    assert abs(float(np.mean(acc)) - 0.85) < 0.06, acc
+    assert abs(float(np.mean(acc)) - 0.85) < 0.03, acc  # over 6 seeds: 0.842–0.857
     res = sq.analyze(action, samples)["plaquette"]
     exact = special.iv(2, beta) / special.iv(1, beta)  # 2D: independent plaquettes
     assert abs(res.value - exact) < 4 * res.error, (res, exact)
