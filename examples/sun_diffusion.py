@@ -130,14 +130,29 @@ def main():
         default=None,
         help="adapt MAALA's step during --therm towards this acceptance (from --c)",
     )
+    ap.add_argument(
+        "--targets",
+        default="beta0,beta,large",
+        help="which of (β0, L), (β, L), (β0, L') to sample, comma-separated (a trained model in "
+        "--out is reused)",
+    )
     ap.add_argument("--out", default="sun-dm")
     args = ap.parse_args()
+    chosen = args.targets.split(",")
+    if not set(chosen) <= {"beta0", "beta", "large"}:
+        ap.error(f"--targets: a comma-separated subset of beta0,beta,large; got {args.targets!r}")
+    if args.L_large == args.L and "large" in chosen:  # --L-large = --L: the training volume only
+        chosen.remove("large")
     os.makedirs(args.out, exist_ok=True)
     N, L = args.N, args.L
     d = args.d
     t_flow = args.t_flow if d == 4 else None
     train_action = sq.SUNWilson(N, L, args.beta0, d=d)
+    path = os.path.join(args.out, "results.json")
     results = {}
+    if os.path.exists(path):  # a rerun of some --targets keeps the others' results
+        with open(path) as fh:
+            results = json.load(fh)
 
     # training data: HMC at (β0, L)
     data, meta = hmc(train_action, args.n_hmc, 0)
@@ -161,9 +176,9 @@ def main():
     results["training_seconds"] = time.perf_counter() - t
     results["denoise_check"] = denoise_check(model_dir, train_action, flat[:: len(flat) // 16])
 
-    targets = [("(β0, L)", args.beta0, L), ("(β, L)", args.beta, L)]
-    if args.L_large != L:  # --L-large equal to --L: the training volume only
-        targets.append(("(β0, L')", args.beta0, args.L_large))
+    every = {"beta0": ("(β0, L)", args.beta0, L), "beta": ("(β, L)", args.beta, L),
+             "large": ("(β0, L')", args.beta0, args.L_large)}  # fmt: skip
+    targets = [every[name] for name in chosen]
     for label, beta, size in targets:
         action = sq.SUNWilson(N, size, beta, d=d)
         exact = wilson_loops_2d("su", N, beta, action.loops()) if d == 2 else None
@@ -191,8 +206,9 @@ def main():
         block["max |DM+MAALA − HMC|/σ"] = max_pull(block["DM+MAALA"], block["HMC"])
         print("max |DM+MAALA − HMC| / σ:", block["max |DM+MAALA − HMC|/σ"])
         results[label] = block
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
+    with open(path + ".tmp", "w") as fh:
         json.dump(results, fh, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
