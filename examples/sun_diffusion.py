@@ -138,9 +138,11 @@ def main():
     )
     ap.add_argument("--out", default="sun-dm")
     args = ap.parse_args()
+    every = {"beta0": ("(β0, L)", args.beta0, args.L), "beta": ("(β, L)", args.beta, args.L),
+             "large": ("(β0, L')", args.beta0, args.L_large)}  # fmt: skip
     chosen = args.targets.split(",")
-    if not set(chosen) <= {"beta0", "beta", "large"}:
-        ap.error(f"--targets: a comma-separated subset of beta0,beta,large; got {args.targets!r}")
+    if not set(chosen) <= set(every):
+        ap.error(f"--targets: a comma-separated subset of {','.join(every)}; got {args.targets!r}")
     if args.L_large == args.L and "large" in chosen:  # --L-large = --L: the training volume only
         chosen.remove("large")
     os.makedirs(args.out, exist_ok=True)
@@ -177,8 +179,6 @@ def main():
     results["training_seconds"] = results.get("training_seconds", 0.0) + time.perf_counter() - t
     results["denoise_check"] = denoise_check(model_dir, train_action, flat[:: len(flat) // 16])
 
-    every = {"beta0": ("(β0, L)", args.beta0, L), "beta": ("(β, L)", args.beta, L),
-             "large": ("(β0, L')", args.beta0, args.L_large)}  # fmt: skip
     targets = [every[name] for name in chosen]
     for label, beta, size in targets:
         action = sq.SUNWilson(N, size, beta, d=d)
