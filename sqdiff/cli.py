@@ -220,8 +220,8 @@ def _add_generate(sub) -> None:
     g.add_argument(
         "--target-acceptance",
         type=_FRACTION,
-        help="hmc, omelyan, fahmc, mala: adapt the step size during --therm by dual averaging "
-        "towards this mean acceptance (from --step-size or the default)",
+        help="adapt the HMC/MALA step size during --therm by dual averaging towards this mean "
+        "acceptance (from --step-size or the default; composite samplers: the HMC steps alone)",
     )
     g.add_argument("--thin", type=_COUNT, default=1, help="steps between saved configurations")
     g.add_argument("--seed", type=_SEED, default=0)
@@ -532,9 +532,11 @@ def build_action(args):
 
 
 def build_sampler(args, action):
-    """The sampler named by --sampler; the library checks what fits the theory (Fourier
+    """The sampler named by --sampler, as `(stepper, moves)`: the HMC or MALA kernel and the
+    moves that follow each of its steps (`None`, or Wolff flips / instanton insertions for
+    `hmc+wolff` / `hmc+instanton`). The library checks what fits the theory (Fourier
     acceleration needs a scalar field on a lattice, Wolff flips a φ⁴ action)."""
-    from .mcmc import HMC, MALA, Composed, InstantonU1, WolffPhi4
+    from .mcmc import HMC, MALA, InstantonU1, WolffPhi4
     from .preconditioners import FourierKernel
 
     eps, n_md = DEFAULT_MD.get(action.name, DEFAULT_MD["toy"])
@@ -542,17 +544,17 @@ def build_sampler(args, action):
     n_md = args.n_md if args.n_md is not None else n_md
     name = args.sampler
     if name == "mala":
-        return MALA(action, eps)
+        return MALA(action, eps), None
     if name.startswith("fahmc"):
         kernel = FourierKernel.free_field(action.lattice_shape, args.mass2)
         hmc = HMC(action, eps, n_md, "leapfrog", kernel=kernel)
     else:
         hmc = HMC(action, eps, n_md, "omelyan" if name == "omelyan" else "leapfrog")
     if name.endswith("+wolff"):
-        return Composed(hmc, WolffPhi4(action, args.n_wolff))
+        return hmc, WolffPhi4(action, args.n_wolff)
     if name.endswith("+instanton"):
-        return Composed(hmc, InstantonU1(action, args.n_instanton))
-    return hmc
+        return hmc, InstantonU1(action, args.n_instanton)
+    return hmc, None
 
 
 def cmd_generate(args) -> int:
@@ -561,7 +563,7 @@ def cmd_generate(args) -> int:
     import numpy as np
 
     from .io import check_output, save_ensemble
-    from .mcmc import chain_health, run_chains
+    from .mcmc import Composed, chain_health, run_chains
 
     check_output(args.out, force=args.force)  # before the compute, not after
     for name in ("n", "chains", "thin"):
@@ -571,16 +573,17 @@ def cmd_generate(args) -> int:
         raise CLIError("--therm must be ≥ 0")
     action = build_action(args)
     if args.sampler == "exact" and args.target_acceptance is not None:
-        raise CLIError("--target-acceptance tunes --sampler hmc, omelyan, fahmc or mala")
+        raise CLIError("--target-acceptance tunes the step of a Markov chain, not --sampler exact")
     if args.sampler == "exact":  # independent draws: no chain, no thermalisation
         samples = _exact_draws(args, action)
         settings, acceptance, n_therm, thin = {"sampler": "u1-exact"}, 1.0, 0, 1
         health = chain_health(samples, independent=True)
     else:
-        sampler = build_sampler(args, action)
+        stepper, moves = build_sampler(args, action)
         key_init, key_run = jr.split(jr.key(args.seed))
         init = jax.vmap(action.random_config)(jr.split(key_init, args.chains))
-        sampler, init, tuning, n_left = _tuned(args, sampler, init)
+        stepper, init, tuning, n_left = _tuned(args, stepper, init)
+        sampler = stepper if moves is None else Composed(stepper, moves)
         samples, acc = run_chains(
             sampler,
             key_run,
@@ -611,22 +614,22 @@ def cmd_generate(args) -> int:
     return _report_health(health, args.out)
 
 
-def _tuned(args, sampler, init):
-    """`(sampler, start, tuning settings, thermalisation steps left)`: with
-    --target-acceptance, the step adapted over the --therm steps (`mcmc.tune_step_size`)."""
+def _tuned(args, stepper, init):
+    """`(stepper, start, tuning settings, thermalisation steps left)`: with
+    --target-acceptance, the HMC or MALA step adapted over the --therm steps
+    (`mcmc.tune_step_size`; for `hmc+wolff` / `hmc+instanton` the burn-in runs the HMC steps
+    alone, and the moves join the kept steps, as `sample --method maala --instanton` does)."""
     import jax.random as jr
 
-    from .mcmc import AbstractStepSizeSampler, tune_step_size
+    from .mcmc import tune_step_size
 
     if args.target_acceptance is None:
-        return sampler, init, {}, args.therm
-    if not isinstance(sampler, AbstractStepSizeSampler):
-        raise CLIError("--target-acceptance tunes --sampler hmc, omelyan, fahmc or mala")
+        return stepper, init, {}, args.therm
     if args.therm < 20:
         raise CLIError("--target-acceptance adapts the step during --therm: give --therm ≥ 20")
     key = jr.fold_in(jr.key(args.seed), 1)
     tuned, init, tuning = tune_step_size(
-        sampler, key, init, args.therm, args.target_acceptance, progress=not args.quiet
+        stepper, key, init, args.therm, args.target_acceptance, progress=not args.quiet
     )
     return tuned, init, tuning, 0
 
