@@ -1,11 +1,11 @@
 import gc
 import os
 
-# The suite is bound by XLA:CPU compile time (hundreds of programs, most run for milliseconds):
-# LLVM at O1 instead of O2 compiles the large programs (diffrax solves, training scans) about
-# 30 % faster, and the test programs run no slower (their heavy kernels are library calls).
-# Numerics are the same up to float rounding. Before jax starts its backend; a user's own
-# XLA_FLAGS choice wins. Subprocess tests inherit it.
+# The suite is bound by XLA:CPU compile time (hundreds of programs, most run for milliseconds).
+# LLVM at O1 instead of O2: the L-CNN SU(2) training-and-sampling test compiled in 50 s instead
+# of 72 s, the compute-bound 0-dim double-well test ran as fast, and the whole suite took 33.5
+# instead of 44.1 CPU-minutes (README). Numerics are the same up to float rounding. Set before
+# jax starts its backend; a user's own XLA_FLAGS choice wins. Subprocess tests inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1"
