@@ -178,6 +178,7 @@ def main():
     # summed over reruns: a rerun with the model trained only resumes (seconds)
     results["training_seconds"] = results.get("training_seconds", 0.0) + time.perf_counter() - t
     results["denoise_check"] = denoise_check(model_dir, train_action, flat[:: len(flat) // 16])
+    save(results, path)
 
     targets = [every[name] for name in chosen]
     for label, beta, size in targets:
@@ -207,6 +208,11 @@ def main():
         block["max |DM+MAALA − HMC|/σ"] = max_pull(block["DM+MAALA"], block["HMC"])
         print("max |DM+MAALA − HMC| / σ:", block["max |DM+MAALA − HMC|/σ"])
         results[label] = block
+        save(results, path)  # after every target: a later one that fails keeps these
+
+
+def save(results, path):
+    """Write `results` to `path` atomically (temp file + rename)."""
     with open(path + ".tmp", "w") as fh:
         json.dump(results, fh, indent=1)
     os.replace(path + ".tmp", path)

@@ -485,6 +485,14 @@ def _add_measure(sub) -> None:
     )
     m.add_argument("--flow-eps", type=_POSITIVE, default=0.02, help="RK3 step of the flow")
     m.add_argument(
+        "--flow-every",
+        type=_COUNT,
+        default=1,
+        metavar="K",
+        help="--flow: flow only every K-th configuration of each chain (the flow costs ~3·T/eps "
+        "force evaluations per configuration; unflowed observables still use every one)",
+    )
+    m.add_argument(
         "--flow-ref", type=_POSITIVE, default=0.3, help="reference value of t²E for t0 and w0"
     )
     m.add_argument(
@@ -690,17 +698,22 @@ def cmd_measure(args) -> int:
     if args.plot is not None:
         _measurement_plot(args.plot, ens, primaries, results)
     first = next(iter(results.values()), None)
+    n = ens.samples.shape[1]
+    length = dict.fromkeys(results, n)  # configurations per chain behind each observable
     if args.flow is not None:
-        results.update(_flowed(args, ens))
+        flowed = _flowed(args, ens)
+        results.update(flowed)
+        length.update(dict.fromkeys(flowed, -(-n // args.flow_every)))
     m = ens.metadata
     diagnostics = {"acceptance": m["acceptance"], "health": health.to_json()}
+    if args.flow is not None:
+        diagnostics["flow_every"] = args.flow_every
     if m.get("acceptance_error") is not None:  # MAALA: the spread over independent chains
         diagnostics["acceptance_error"] = m["acceptance_error"]
     if ens.log_weights is None:  # weighted ensembles are independent draws: k̂ judges them
         from .stats import chains_disagree, too_short
 
-        n = ens.samples.shape[1]
-        diagnostics["too_short"] = [k for k, r in results.items() if too_short(r, n)]
+        diagnostics["too_short"] = [k for k, r in results.items() if too_short(r, length[k])]
         diagnostics["chains_disagree"] = [k for k, r in results.items() if chains_disagree(r)]
     if ens.log_weights is not None and first is not None:
         diagnostics.update(ess=first.ess, n=int(ens.log_weights.size), pareto_k=first.pareto_k)
@@ -768,6 +781,9 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
         flag = " !" if k in short or k in disagree else ""
         print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}{flag}")
     print("errors: Γ-method (autocorrelation included); tau_int in units of saved configurations")
+    if diagnostics.get("flow_every", 1) > 1:
+        k = diagnostics["flow_every"]
+        print(f"flowed observables: every {k}-th configuration of each chain (tau_int in those)")
     for k, text in definitions.items():
         print(f"  {k}: {text}")
     print(f"sampler: {meta['sampler']}")
@@ -821,7 +837,16 @@ def _flowed(args, ens):
 
     if ens.log_weights is not None:
         raise CLIError("--flow measures unweighted ensembles only")
-    return analyze_flow(ens.action, ens.samples, args.flow, eps=args.flow_eps, ref=args.flow_ref)
+    from .stats import MIN_PER_REPLICA
+
+    samples = ens.samples[:, :: args.flow_every]
+    if samples.shape[1] < MIN_PER_REPLICA:
+        raise CLIError(
+            f"--flow-every {args.flow_every} leaves {samples.shape[1]} of the "
+            f"{ens.samples.shape[1]} configurations per chain; the errors need at least "
+            f"{MIN_PER_REPLICA}"
+        )
+    return analyze_flow(ens.action, samples, args.flow, eps=args.flow_eps, ref=args.flow_ref)
 
 
 def _network_kwargs(kind: str, args, action) -> dict:

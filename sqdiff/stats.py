@@ -137,6 +137,10 @@ class Autocorrelation(NamedTuple):
 
 
 # long: Wolff's windowing in one piece (projection, Γ by FFT, window, bias correction)
+#: the shortest replica (chain) the Γ-method accepts
+MIN_PER_REPLICA = 4
+
+
 def _gamma(data: ArrayLike, f: Callable[[np.ndarray], float] | None, S: float) -> _Gamma:
     """The projected autocorrelation function and its window (Γ(0) = 0, window 0: a constant
     series)."""
@@ -151,8 +155,8 @@ def _gamma(data: ArrayLike, f: Callable[[np.ndarray], float] | None, S: float) -
         raise ValueError("`data` contains non-finite values.")
     R, n, A = x.shape
     N = R * n
-    if n < 4:
-        raise ValueError(f"need at least 4 samples per replica, got {n}.")
+    if n < MIN_PER_REPLICA:
+        raise ValueError(f"need at least {MIN_PER_REPLICA} samples per replica, got {n}.")
     abar = x.reshape(N, A).mean(0)
     if f is None:
         if A != 1:

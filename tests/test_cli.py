@@ -690,6 +690,23 @@ def test_4d_gauge_files_and_flowed_measurements(tmp_path, capsys):
             assert np.isfinite(obs[key]["value"]), key
         assert np.isnan(obs["t0/a^2"]["value"])  # t²E = 0.3 is not reached by t = 0.4
         assert "t0/a^2" in res["definitions"] and "Q(t=0.4)" in res["definitions"]
+    # --flow-every K flows every K-th configuration of each chain: the flowed observables
+    # are those of the thinned chains, the unflowed ones still use every configuration
+    from sqdiff.gradient_flow import analyze_flow
+
+    ens = sq.load_ensemble(out)
+    flow = ["--json", "--flow", "0.4", "--flow-eps", "0.05"]
+    assert main(["measure", out, *flow, "--flow-every", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["diagnostics"]["flow_every"] == 2
+    assert res["observables"]["plaquette"] == obs["plaquette"]
+    thin = analyze_flow(ens.action, ens.samples[:, ::2], 0.4, eps=0.05)["t2E_clov(t=0.4)"]
+    assert res["observables"]["t2E_clov(t=0.4)"]["value"] == pytest.approx(thin.value, rel=1e-6)
+    assert res["observables"]["t2E_clov(t=0.4)"]["value"] != obs["t2E_clov(t=0.4)"]["value"]
+    assert main(["measure", out, "--flow", "0.4", "--flow-every", "3"]) == 2  # 3 of 8 left
+    assert "--flow-every 3 leaves 3 of the 8" in capsys.readouterr().err
+    assert main(["measure", out, "--flow", "0.4", "--flow-every", "0"]) == 2
+    capsys.readouterr()
     ens = sq.load_ensemble(str(tmp_path / "g.lime"))
     foreign = tmp_path / "foreign.lime"
     with open(foreign, "wb") as fh:  # configurations only, as other programs write them
