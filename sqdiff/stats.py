@@ -136,11 +136,11 @@ class Autocorrelation(NamedTuple):
     """The window W the automatic windowing chose (the τ_int that `gamma_method` reports)."""
 
 
-# long: Wolff's windowing in one piece (projection, Γ by FFT, window, bias correction)
 #: the shortest replica (chain) the Γ-method accepts
 MIN_PER_REPLICA = 4
 
 
+# long: Wolff's windowing in one piece (projection, Γ by FFT, window, bias correction)
 def _gamma(data: ArrayLike, f: Callable[[np.ndarray], float] | None, S: float) -> _Gamma:
     """The projected autocorrelation function and its window (Γ(0) = 0, window 0: a constant
     series)."""
