@@ -701,9 +701,9 @@ def cmd_measure(args) -> int:
     n = ens.samples.shape[1]
     length = dict.fromkeys(results, n)  # configurations per chain behind each observable
     if args.flow is not None:
-        flowed = _flowed(args, ens)
+        flowed, flowed_n = _flowed(args, ens)
         results.update(flowed)
-        length.update(dict.fromkeys(flowed, -(-n // args.flow_every)))
+        length.update(dict.fromkeys(flowed, flowed_n))
     m = ens.metadata
     diagnostics = {"acceptance": m["acceptance"], "health": health.to_json()}
     if args.flow is not None:
@@ -832,7 +832,8 @@ def _flow_definitions(results) -> dict[str, str]:
 
 
 def _flowed(args, ens):
-    """`measure --flow`: the Wilson-flowed observables (gauge theories, unweighted)."""
+    """`measure --flow`: the Wilson-flowed observables (gauge theories, unweighted) of every
+    `--flow-every`-th configuration, and how many configurations per chain that leaves."""
     from .gradient_flow import analyze_flow
 
     if ens.log_weights is not None:
@@ -846,7 +847,8 @@ def _flowed(args, ens):
             f"{ens.samples.shape[1]} configurations per chain; the errors need at least "
             f"{MIN_PER_REPLICA}"
         )
-    return analyze_flow(ens.action, samples, args.flow, eps=args.flow_eps, ref=args.flow_ref)
+    flowed = analyze_flow(ens.action, samples, args.flow, eps=args.flow_eps, ref=args.flow_ref)
+    return flowed, samples.shape[1]
 
 
 def _network_kwargs(kind: str, args, action) -> dict:
