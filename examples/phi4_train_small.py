@@ -75,11 +75,14 @@ def summary(action, samples, kmax=4):
     return {k: [res[k].value, res[k].error] for k in keys}
 
 
-def spec(d, L, params, channels, depth, sigma):
+def spec(d, L, params, a):
+    kwargs = {"d": d, "channels": a.channels, "depth": a.depth, "antisymmetric": True}
+    if a.model == "multiscale":
+        kwargs["levels"] = a.levels
     return {
-        "model": "local",
-        "kwargs": {"d": d, "channels": channels, "depth": depth, "antisymmetric": True},
-        "schedule": {"name": "ve", "sigma": sigma},
+        "model": a.model,
+        "kwargs": kwargs,
+        "schedule": {"name": "ve", "sigma": a.sigma},
         "config_shape": [L] * d,
         "group": "euclidean",
         "objective": {"name": "dsm", "importance": True},
@@ -108,6 +111,11 @@ def main():
         "--batch", type=int, default=32, help="configurations of the first volume per step; "
         "the others get as many sites (TrainConfig.volume_batch = 'sites')",
     )  # fmt: skip
+    ap.add_argument(
+        "--model", choices=("local", "multiscale"), default="local",
+        help="local: one 7³ stencil; multiscale: one per 2^k block level (range grows with L)",
+    )  # fmt: skip
+    ap.add_argument("--levels", type=int, default=5, help="multiscale: block levels (L=32: 0–4)")
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument(
@@ -162,7 +170,7 @@ def main():
                 steps=a.iters, batch=a.batch, lr=2e-3, steps_per_call=100, volume_batch="sites"
             )
             t0 = time.perf_counter()
-            sp = spec(a.d, s[0], {**target.params, "L": s[0]}, a.channels, a.depth, a.sigma)
+            sp = spec(a.d, s[0], {**target.params, "L": s[0]}, a)
             train(mdir, [data[L] for L in s], sp, cfg, progress=False)
             t_train = time.perf_counter() - t0
             t0 = time.perf_counter()

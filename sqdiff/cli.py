@@ -267,17 +267,23 @@ def _add_train(sub) -> None:
     t.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
     t.add_argument(
         "--model",
-        choices=("auto", "mlp", "unet", "local", "u1", "lcnn"),
+        choices=("auto", "mlp", "unet", "local", "multiscale", "u1", "lcnn"),
         default="auto",
         help="local: a finite-receptive-field CNN for φ⁴ that runs on any L (train small, "
-        "generate large)",
+        "generate large); multiscale: one local CNN per 2^k block level (--levels), whose range "
+        "grows with L",
     )
     t.add_argument("--width", type=_COUNT, default=64, help="MLP width")
-    t.add_argument("--depth", type=_COUNT, default=3, help="MLP / local / link-net / L-CNN depth")
     t.add_argument(
-        "--channels", type=_COUNT, default=32, help="U-Net / local / link-net / L-CNN channels"
+        "--depth", type=_COUNT, default=3, help="MLP / local / multiscale / link-net / L-CNN depth"
     )
-    t.add_argument("--levels", type=_COUNT, default=3, help="U-Net levels")
+    t.add_argument(
+        "--channels",
+        type=_COUNT,
+        default=32,
+        help="U-Net / local / multiscale / link-net / L-CNN channels",
+    )
+    t.add_argument("--levels", type=_COUNT, default=3, help="U-Net / multiscale levels")
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
     t.add_argument(
@@ -865,6 +871,13 @@ def _network_kwargs(kind: str, args, action) -> dict:
             "d": len(action.lattice_shape),
             "channels": args.channels,
             "depth": args.depth,
+            "antisymmetric": args.antisymmetric,
+        },
+        "multiscale": {
+            "d": len(action.lattice_shape),
+            "channels": args.channels,
+            "depth": args.depth,
+            "levels": args.levels,
             "antisymmetric": args.antisymmetric,
         },
         "u1": {"channels": args.channels, "depth": args.depth},

@@ -834,6 +834,12 @@ def test_train_on_several_volumes_with_also(tmp_path, capsys):
     ck = sq.ModelDir(str(tmp_path / "loc")).load()
     assert ck.spec.network.name == "local" and ck.config.volume_batch == "sites"
     assert ck.network()(0.5, np.zeros((12, 12), np.float32)).shape == (12, 12)
+    # the multiscale network: block levels 0–2 at L = 8, all three used at L = 16
+    ms = [*local[:-3], "--model", "multiscale", "--levels", "3", "--out", str(tmp_path / "ms")]
+    assert main(ms + ["--quiet"]) == 0
+    net = sq.ModelDir(str(tmp_path / "ms")).load().network()
+    assert type(net).__name__ == "MultiscaleCNN" and net.usable_levels(16) == 3
+    assert net(0.5, np.zeros((16, 16), np.float32)).shape == (16, 16)
     capsys.readouterr()
     argv[3] = str(tmp_path / "k4.npz")  # another κ is not the same theory at another L
     argv[-1] = str(tmp_path / "m2")

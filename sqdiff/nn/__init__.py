@@ -1,5 +1,5 @@
-"""Score / drift networks (equinox): per-site MLP, periodic U-Net, local CNN (any L), U(1) link
-network, gauge-equivariant L-CNN for SU(N)/U(N)."""
+"""Score / drift networks (equinox): per-site MLP, periodic U-Net, local CNN (any L), multiscale
+local CNN (block levels, any even L), U(1) link network, gauge-equivariant L-CNN for SU(N)/U(N)."""
 
 from .base import NETWORKS, AbstractScoreNetwork, zero_output
 from .conv import PeriodicConv, periodic_conv
@@ -8,6 +8,7 @@ from .gauge_lcnn import LCNN
 from .lcnn import U1LinkNet
 from .local import LocalCNN
 from .mlp import ScoreMLP
+from .multiscale import MultiscaleCNN
 from .unet import UNet
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "GaussianFourierEmbedding",
     "LCNN",
     "LocalCNN",
+    "MultiscaleCNN",
     "PeriodicConv",
     "periodic_conv",
     "ScoreMLP",

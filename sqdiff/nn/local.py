@@ -34,6 +34,66 @@ from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
 
+def _check_local_args(name: str, d: int, channels: int, depth: int) -> None:
+    if d not in (1, 2, 3):
+        raise ValueError(f"{name} supports d = 1, 2, 3, got d={d}.")
+    if channels < 1 or depth < 0:
+        raise ValueError(f"need `channels` ≥ 1 and `depth` ≥ 0, got {channels}, {depth}.")
+
+
+def check_cubic(name: str, d: int, phi) -> None:
+    """Refuse a field that is not of shape `(L,)*d`."""
+    shape = jnp.shape(phi)
+    if len(shape) != d or len(set(shape)) != 1:
+        raise ValueError(f"{name}(d={d}) needs a field of shape (L,)*{d}, got {shape}.")
+
+
+def input_scale(schedule: AbstractSchedule | None, data_std: float | None, t):
+    """`c_in(t) = 1/√(m(t)²σ_d² + Σ(t)²)` (σ_d = 1 unless given); 1 without a schedule."""
+    if schedule is None:
+        return 1.0
+    s_d = 1.0 if data_std is None else data_std
+    m, sig = schedule.mean_coeff(t), schedule.marginal_std(t)
+    return jax.lax.rsqrt((m * s_d) ** 2 + sig**2)
+
+
+class LocalStack(eqx.Module):
+    """The body of a local network, on channels-last activations:
+    `h_0 = conv_in(x)`, `h_{k+1} = h_k + conv_k(SiLU(a_k ⊙ h_k + b_k))` with the FiLM
+    `(a_k, b_k)` of the time embedding, output `conv_out(SiLU(h_depth))` (`1^d`); periodic `3^d`
+    convolutions, receptive field of half-width `depth + 1`."""
+
+    conv_in: PeriodicConv
+    films: tuple[eqx.nn.Linear, ...]
+    convs: tuple[PeriodicConv, ...]
+    conv_out: PeriodicConv
+
+    def __init__(self, d: int, channels: int, depth: int, emb_dim: int, *, key: PRNGKeyArray):
+        keys = iter(jr.split(key, 2 + 2 * depth))
+        self.conv_in = PeriodicConv(d, 1, channels, 3, key=next(keys))
+        self.films = tuple(
+            eqx.nn.Linear(emb_dim, 2 * channels, key=next(keys)) for _ in range(depth)
+        )
+        self.convs = tuple(
+            PeriodicConv(d, channels, channels, 3, key=next(keys)) for _ in range(depth)
+        )
+        self.conv_out = PeriodicConv(d, channels, 1, 1, key=next(keys))
+
+    @property
+    def radius(self) -> int:
+        return len(self.convs) + 1
+
+    def output_layer(self) -> tuple[Array, Array]:
+        return self.conv_out.weight, self.conv_out.bias
+
+    def __call__(self, emb: Float[Array, " e"], x: Float[Array, "*L"]) -> Float[Array, "*L"]:
+        h = self.conv_in.channels_last(x[..., None])
+        for film, conv in zip(self.films, self.convs, strict=True):
+            scale, shift = jnp.split(film(emb), 2)
+            h = h + conv.channels_last(jax.nn.silu((1 + scale) * h + shift))
+        return self.conv_out.channels_last(jax.nn.silu(h))[..., 0]
+
+
 class LocalCNN(AbstractScoreNetwork):
     """`(t, φ) → s(t, φ)` for φ of shape `(L,)*d`, d ∈ {1, 2, 3}, any L; the output at `x`
     depends only on φ within `radius` lattice steps of `x` (per axis)."""
@@ -45,10 +105,7 @@ class LocalCNN(AbstractScoreNetwork):
     data_std: float | None = eqx.field(static=True)
     embed: GaussianFourierEmbedding
     emb_mlp: eqx.nn.MLP
-    conv_in: PeriodicConv
-    films: tuple[eqx.nn.Linear, ...]
-    convs: tuple[PeriodicConv, ...]
-    conv_out: PeriodicConv
+    stack: LocalStack
     schedule: AbstractSchedule | None
 
     def __init__(
@@ -74,59 +131,32 @@ class LocalCNN(AbstractScoreNetwork):
         - `antisymmetric`: impose `s(−φ) = −s(φ)`.
         - `data_std`: σ_d of the data, for the input scaling and the Gaussian skip.
         """
-        if d not in (1, 2, 3):
-            raise ValueError(f"LocalCNN supports d = 1, 2, 3, got d={d}.")
-        if channels < 1 or depth < 0:
-            raise ValueError(f"need `channels` ≥ 1 and `depth` ≥ 0, got {channels}, {depth}.")
-        keys = iter(jr.split(key, 4 + 2 * depth))
+        _check_local_args("LocalCNN", d, channels, depth)
+        keys = jr.split(key, 3)
         self.d, self.antisymmetric, self.schedule = d, antisymmetric, schedule
         self.data_std = None if data_std is None else float(data_std)
-        self.embed = GaussianFourierEmbedding(emb_dim, scale=4.0, key=next(keys))
-        self.emb_mlp = eqx.nn.MLP(
-            emb_dim, emb_dim, emb_dim, 1, activation=jax.nn.silu, key=next(keys)
-        )
-        self.conv_in = PeriodicConv(d, 1, channels, 3, key=next(keys))
-        self.films = tuple(
-            eqx.nn.Linear(emb_dim, 2 * channels, key=next(keys)) for _ in range(depth)
-        )
-        self.convs = tuple(
-            PeriodicConv(d, channels, channels, 3, key=next(keys)) for _ in range(depth)
-        )
-        self.conv_out = PeriodicConv(d, channels, 1, 1, key=next(keys))
+        self.embed = GaussianFourierEmbedding(emb_dim, scale=4.0, key=keys[0])
+        self.emb_mlp = eqx.nn.MLP(emb_dim, emb_dim, emb_dim, 1, activation=jax.nn.silu, key=keys[1])
+        self.stack = LocalStack(d, channels, depth, emb_dim, key=keys[2])
 
     @property
     def radius(self) -> int:
         """Half-width of the receptive field `Ω` (lattice steps along each axis)."""
-        return len(self.convs) + 1
+        return self.stack.radius
 
     def check_input(self, phi) -> None:
-        shape = jnp.shape(phi)
-        if len(shape) != self.d or len(set(shape)) != 1:
-            raise ValueError(
-                f"LocalCNN(d={self.d}) needs a field of shape (L,)*{self.d}, got {shape}."
-            )
-
-    def _input_scale(self, t):
-        if self.schedule is None:
-            return 1.0
-        s_d = 1.0 if self.data_std is None else self.data_std
-        m, sig = self.schedule.mean_coeff(t), self.schedule.marginal_std(t)
-        return jax.lax.rsqrt((m * s_d) ** 2 + sig**2)
+        check_cubic("LocalCNN", self.d, phi)
 
     def _raw(self, emb, phi):
-        h = self.conv_in.channels_last(phi[..., None])
-        for film, conv in zip(self.films, self.convs, strict=True):
-            scale, shift = jnp.split(film(emb), 2)
-            h = h + conv.channels_last(jax.nn.silu((1 + scale) * h + shift))
-        return self.conv_out.channels_last(jax.nn.silu(h))[..., 0]
+        return self.stack(emb, phi)
 
     def output_layer(self) -> tuple[Array, Array]:
-        return self.conv_out.weight, self.conv_out.bias
+        return self.stack.output_layer()
 
     def __call__(self, t: Float[Array, ""], phi: Float[Array, "*L"]) -> Float[Array, "*L"]:
         self.check_input(phi)
         emb = self.emb_mlp(self.embed(noise_level(self.schedule, t)))
-        x = phi * self._input_scale(t)
+        x = phi * input_scale(self.schedule, self.data_std, t)
         out = self._raw(emb, x)
         if self.antisymmetric:
             out = 0.5 * (out - self._raw(emb, -x))
