@@ -75,6 +75,37 @@ def summary(action, samples, kmax=4):
     return {k: [res[k].value, res[k].error] for k in keys}
 
 
+def mode_response(mdir, ref, sigmas=(10.0, 20.0, 30.0), n=64):
+    """How the learned score restores the zero mode and the lowest non-zero mode at noise Σ:
+    the slope `a` of `s̃(p) ≈ −a ỹ(p)` over reference configurations plus noise, with the
+    Gaussian value `1/(G(p) + Σ²)` beside it (a network blind to the mode gives `1/Σ²`).
+    Returns `{Σ: {"zero": [a, Gaussian], "p1": [a, Gaussian]}}`."""
+    net = sq.ModelDir(mdir).load().network()
+    sch = net.schedule
+    x = ref.reshape((-1,) + ref.shape[2:])
+    x = x[:: max(1, len(x) // n)][:n]
+    axes = tuple(range(1, x.ndim))
+    modes = {"zero": (0,) * len(axes), "p1": (1,) + (0,) * (len(axes) - 1)}
+    xk = np.fft.fftn(x, axes=axes)
+    V = x[0].size
+    G = {m: float(np.mean(np.abs(xk[(slice(None),) + i]) ** 2)) / V for m, i in modes.items()}
+    score = jax.jit(jax.vmap(net, in_axes=(None, 0)))
+    grid = np.linspace(1e-4, float(sch.T), 20001)
+    out = {}
+    for sig in sigmas:
+        t = float(np.interp(sig, np.asarray(sch.marginal_std(grid)), grid))
+        y = x + sig * np.asarray(jr.normal(jr.key(0), x.shape))
+        s = np.asarray(score(t, jax.numpy.asarray(y, jax.numpy.float32)))
+        yk, sk = np.fft.fftn(y, axes=axes), np.fft.fftn(s, axes=axes)
+        res = {}
+        for m, i in modes.items():
+            a, b = yk[(slice(None),) + i], sk[(slice(None),) + i]
+            slope = -np.real(np.sum(b * np.conj(a))) / np.sum(np.abs(a) ** 2)
+            res[m] = [float(slope), 1.0 / (G[m] + sig**2)]
+        out[str(sig)] = res
+    return out
+
+
 def spec(d, L, params, a):
     kwargs = {"d": d, "channels": a.channels, "depth": a.depth, "antisymmetric": True}
     if a.model == "multiscale":
@@ -186,6 +217,7 @@ def main():
                 "train_seconds": t_train,
                 "sample_seconds": t_sample,
                 "health": meta["health"],
+                "mode_response": mode_response(mdir, ref),
             }
             print(f"  {name}: {json.dumps(kres[name])}", flush=True)
             with open(path + ".tmp", "w") as f:

@@ -34,7 +34,7 @@ from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
 
 
-def _check_local_args(name: str, d: int, channels: int, depth: int) -> None:
+def check_local_args(name: str, d: int, channels: int, depth: int) -> None:
     if d not in (1, 2, 3):
         raise ValueError(f"{name} supports d = 1, 2, 3, got d={d}.")
     if channels < 1 or depth < 0:
@@ -131,7 +131,7 @@ class LocalCNN(AbstractScoreNetwork):
         - `antisymmetric`: impose `s(−φ) = −s(φ)`.
         - `data_std`: σ_d of the data, for the input scaling and the Gaussian skip.
         """
-        _check_local_args("LocalCNN", d, channels, depth)
+        check_local_args("LocalCNN", d, channels, depth)
         keys = jr.split(key, 3)
         self.d, self.antisymmetric, self.schedule = d, antisymmetric, schedule
         self.data_std = None if data_std is None else float(data_std)

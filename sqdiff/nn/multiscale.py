@@ -15,7 +15,7 @@ summed with the adjoint `P = Rᵀ` (copy to the block, times `2^{−d/2}`):
 
     s(t, φ) = skip(t, φ) + [F_0(ψ_0) + P(F_1(ψ_1) + P(F_2(ψ_2) + …))] / Σ(t).
 
-`P Rᵀ`-summation is the chain rule: a term `f(Rφ)` of the log-density contributes `Rᵀ∇f` to the
+Summing with `P = Rᵀ` is the chain rule: a term `f(Rφ)` of the log-density contributes `Rᵀ∇f` to the
 score, so each level learns the part of the score that lives on its block field.
 
 On an `L` lattice the levels `k < levels` with `2^k | L` and `L/2^k ≥ 2` are used: `L = 4` trains
@@ -40,7 +40,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ..schedules import AbstractSchedule
 from .base import AbstractScoreNetwork
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
-from .local import LocalStack, _check_local_args, check_cubic, input_scale
+from .local import LocalStack, check_cubic, check_local_args, input_scale
 
 
 def restrict(x: Float[Array, "*L"]) -> Float[Array, "*L2"]:
@@ -97,7 +97,7 @@ class MultiscaleCNN(AbstractScoreNetwork):
         - `antisymmetric`: impose `s(−φ) = −s(φ)`.
         - `data_std`: σ_d of the data, for the input scaling and the Gaussian skip.
         """
-        _check_local_args("MultiscaleCNN", d, channels, depth)
+        check_local_args("MultiscaleCNN", d, channels, depth)
         if levels < 1:
             raise ValueError(f"`levels` must be ≥ 1, got {levels}.")
         keys = jr.split(key, 2 + levels)
