@@ -22,6 +22,8 @@ Unlike the U-Net there is no GroupNorm (a lattice-wide mean and variance) and no
 
 from __future__ import annotations
 
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -39,13 +41,6 @@ def check_local_args(name: str, d: int, channels: int, depth: int) -> None:
         raise ValueError(f"{name} supports d = 1, 2, 3, got d={d}.")
     if channels < 1 or depth < 0:
         raise ValueError(f"need `channels` ≥ 1 and `depth` ≥ 0, got {channels}, {depth}.")
-
-
-def check_cubic(name: str, d: int, phi) -> None:
-    """Refuse a field that is not of shape `(L,)*d`."""
-    shape = jnp.shape(phi)
-    if len(shape) != d or len(set(shape)) != 1:
-        raise ValueError(f"{name}(d={d}) needs a field of shape (L,)*{d}, got {shape}.")
 
 
 def input_scale(schedule: AbstractSchedule | None, data_std: float | None, t):
@@ -94,7 +89,41 @@ class LocalStack(eqx.Module):
         return self.conv_out.channels_last(jax.nn.silu(h))[..., 0]
 
 
-class LocalCNN(AbstractScoreNetwork):
+class AbstractLocalNetwork(AbstractScoreNetwork):
+    """A score network for scalar fields of shape `(L,)*d` built from local stacks: the input
+    scaled by `c_in(t)`, the raw output `_raw(emb, x)` divided by `Σ(t)`, the Gaussian skip
+    added, optionally antisymmetrised. Subclasses give the fields and `_raw`."""
+
+    d: eqx.AbstractVar[int]
+    antisymmetric: eqx.AbstractVar[bool]
+    data_std: eqx.AbstractVar[float | None]
+    embed: eqx.AbstractVar[GaussianFourierEmbedding]
+    emb_mlp: eqx.AbstractVar[eqx.nn.MLP]
+
+    @abc.abstractmethod
+    def _raw(self, emb: Float[Array, " e"], x: Float[Array, "*L"]) -> Float[Array, "*L"]: ...
+
+    def check_input(self, phi) -> None:
+        shape = jnp.shape(phi)
+        if len(shape) != self.d or len(set(shape)) != 1:
+            raise ValueError(
+                f"{type(self).__name__}(d={self.d}) needs a field of shape (L,)*{self.d}, "
+                f"got {shape}."
+            )
+
+    def __call__(self, t: Float[Array, ""], phi: Float[Array, "*L"]) -> Float[Array, "*L"]:
+        self.check_input(phi)
+        emb = self.emb_mlp(self.embed(noise_level(self.schedule, t)))
+        x = phi * input_scale(self.schedule, self.data_std, t)
+        out = self._raw(emb, x)
+        if self.antisymmetric:
+            out = 0.5 * (out - self._raw(emb, -x))
+        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
+            self.schedule, t
+        )
+
+
+class LocalCNN(AbstractLocalNetwork):
     """`(t, φ) → s(t, φ)` for φ of shape `(L,)*d`, d ∈ {1, 2, 3}, any L; the output at `x`
     depends only on φ within `radius` lattice steps of `x` (per axis)."""
 
@@ -144,22 +173,8 @@ class LocalCNN(AbstractScoreNetwork):
         """Half-width of the receptive field `Ω` (lattice steps along each axis)."""
         return self.stack.radius
 
-    def check_input(self, phi) -> None:
-        check_cubic("LocalCNN", self.d, phi)
-
-    def _raw(self, emb, phi):
-        return self.stack(emb, phi)
+    def _raw(self, emb, x):
+        return self.stack(emb, x)
 
     def output_layer(self) -> tuple[Array, Array]:
         return self.stack.output_layer()
-
-    def __call__(self, t: Float[Array, ""], phi: Float[Array, "*L"]) -> Float[Array, "*L"]:
-        self.check_input(phi)
-        emb = self.emb_mlp(self.embed(noise_level(self.schedule, t)))
-        x = phi * input_scale(self.schedule, self.data_std, t)
-        out = self._raw(emb, x)
-        if self.antisymmetric:
-            out = 0.5 * (out - self._raw(emb, -x))
-        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
-            self.schedule, t
-        )

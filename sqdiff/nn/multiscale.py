@@ -38,9 +38,8 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..schedules import AbstractSchedule
-from .base import AbstractScoreNetwork
-from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
-from .local import LocalStack, check_cubic, check_local_args, input_scale
+from .embeddings import GaussianFourierEmbedding
+from .local import AbstractLocalNetwork, LocalStack, check_local_args
 
 
 def restrict(x: Float[Array, "*L"]) -> Float[Array, "*L2"]:
@@ -58,7 +57,7 @@ def prolong(y: Float[Array, "*L2"]) -> Float[Array, "*L"]:
     return y * 2.0 ** (-y.ndim / 2)
 
 
-class MultiscaleCNN(AbstractScoreNetwork):
+class MultiscaleCNN(AbstractLocalNetwork):
     """`(t, φ) → s(t, φ)` for φ of shape `(L,)*d`, d ∈ {1, 2, 3}, even L (any L with one level);
     level `k`'s output depends on φ within `2^k (depth + 2) − 1` sites of each point's block."""
 
@@ -119,9 +118,6 @@ class MultiscaleCNN(AbstractScoreNetwork):
             k += 1
         return k
 
-    def check_input(self, phi) -> None:
-        check_cubic("MultiscaleCNN", self.d, phi)
-
     def _raw(self, emb, x):
         n = self.usable_levels(x.shape[0])
         fields = [x]
@@ -134,14 +130,3 @@ class MultiscaleCNN(AbstractScoreNetwork):
 
     def output_layer(self) -> tuple[Array, Array]:
         return self.stacks[0].output_layer()
-
-    def __call__(self, t: Float[Array, ""], phi: Float[Array, "*L"]) -> Float[Array, "*L"]:
-        self.check_input(phi)
-        emb = self.emb_mlp(self.embed(noise_level(self.schedule, t)))
-        x = phi * input_scale(self.schedule, self.data_std, t)
-        out = self._raw(emb, x)
-        if self.antisymmetric:
-            out = 0.5 * (out - self._raw(emb, -x))
-        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
-            self.schedule, t
-        )
