@@ -287,6 +287,21 @@ def _add_train(sub) -> None:
     t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
     t.add_argument("--importance", action="store_true", help="importance-sample t")
     t.add_argument(
+        "--objective",
+        choices=("dsm", "tsm"),
+        default="dsm",
+        help="flat fields: denoising score matching, or target score matching (the target "
+        "score −∇S mixed in below the --crossover noise, weighted to learn the small-noise "
+        "score that MAALA uses)",
+    )
+    t.add_argument(
+        "--crossover",
+        type=_POSITIVE,
+        default=None,
+        help="tsm: the noise level ς of the hand-over from −∇S to −η/Σ (default: "
+        "(N/E‖∇S‖²)^1/2 over the training configurations)",
+    )
+    t.add_argument(
         "--force-skip",
         action="store_true",
         help="lcnn: add the Wilson drift −∇S_β of the ensemble's β with the learned weight "
@@ -896,8 +911,9 @@ def _network_kwargs(kind: str, args, action) -> dict:
     return kwargs
 
 
-def model_spec(args, action):
-    """The `ModelSpec` for an ensemble's theory and the options."""
+def model_spec(args, action, data=None):
+    """The `ModelSpec` for an ensemble's theory and the options (`data`: the training
+    configurations, for the default `--crossover` of target score matching)."""
     from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
 
     kind = args.model
@@ -927,7 +943,18 @@ def model_spec(args, action):
         if action.group.is_flat:
             raise CLIError(f"--dsm-target {args.dsm_target} is for SU(N)/U(N) links")
         settings["target"] = args.dsm_target
-    objective = ObjectiveSpec("dsm" if action.group.is_vector_space else "group_dsm", settings)
+    name = "dsm" if action.group.is_vector_space else "group_dsm"
+    if args.objective == "tsm":
+        if not action.group.is_vector_space:
+            raise CLIError(f"--objective tsm is for flat fields, not {action.group} links")
+        from .objectives import crossover_scale
+
+        name = "tsm"
+        crossover = args.crossover
+        settings["crossover"] = crossover_scale(action, data) if crossover is None else crossover
+    elif args.crossover is not None:
+        raise CLIError("--crossover is a setting of --objective tsm")
+    objective = ObjectiveSpec(name, settings)
     return ModelSpec(
         network=NetworkSpec(kind, kwargs),
         schedule=schedule,
@@ -953,7 +980,8 @@ def cmd_train(args) -> int:
             "would learn the proposal, not the target; resample it first (sqdiff sample "
             "--method imh gives an unweighted exact chain)"
         )
-    spec = model_spec(args, ens.action)
+    data = ens.samples.reshape((-1,) + tuple(ens.action.config_shape))
+    spec = model_spec(args, ens.action, data)
     model = spec.build_network()
     one = jax.ShapeDtypeStruct(spec.config_shape, ens.action.group.state_dtype(np.float32))
     try:
@@ -970,7 +998,6 @@ def cmd_train(args) -> int:
         seed=args.seed,
         volume_batch=args.volume_batch,
     )
-    data = ens.samples.reshape((-1,) + spec.config_shape)
     volumes = [data] + [_other_volume(path, ens) for path in args.also]
     res = train(
         args.out, volumes if args.also else data, spec, config, resume=args.resume,

@@ -834,10 +834,16 @@ def test_train_on_several_volumes_with_also(tmp_path, capsys):
     ck = sq.ModelDir(str(tmp_path / "loc")).load()
     assert ck.spec.network.name == "local" and ck.config.volume_batch == "sites"
     assert ck.network()(0.5, np.zeros((12, 12), np.float32)).shape == (12, 12)
-    # the multiscale network: block levels 0–2 at L = 8, all three used at L = 16
+    # the multiscale network: block levels 0–2 at L = 8, all three used at L = 16; trained by
+    # target score matching with the crossover (N/E‖∇S‖²)^1/2 of the main ensemble
     ms = [*local[:-3], "--model", "multiscale", "--levels", "3", "--out", str(tmp_path / "ms")]
-    assert main(ms + ["--quiet"]) == 0
-    net = sq.ModelDir(str(tmp_path / "ms")).load().network()
+    assert main(ms + ["--objective", "tsm", "--quiet"]) == 0
+    ck = sq.ModelDir(str(tmp_path / "ms")).load()
+    ens = sq.load_ensemble(str(tmp_path / "l8.npz"))
+    crossover = sq.objectives.crossover_scale(ens.action, ens.samples.reshape(-1, 8, 8))
+    assert ck.spec.objective.name == "tsm"
+    assert ck.spec.objective.kwargs["crossover"] == pytest.approx(crossover, rel=1e-6)
+    net = ck.network()
     assert type(net).__name__ == "MultiscaleCNN" and net.usable_levels(16) == 3
     assert net(0.5, np.zeros((16, 16), np.float32)).shape == (16, 16)
     capsys.readouterr()
@@ -870,3 +876,8 @@ def test_train_lcnn_with_the_force_skip(tmp_path, capsys):
     assert main([*gen, "--out", phi, "--quiet"]) == 0
     assert main(["train", phi, "--out", str(tmp_path / "m2"), "--force-skip", "--quiet"]) == 2
     assert "--force-skip is an option of --model lcnn" in capsys.readouterr().err
+    # target score matching: flat fields only; --crossover belongs to it
+    assert main(["train", ens, "--out", str(tmp_path / "m4"), "--objective", "tsm"]) == 2
+    assert "--objective tsm is for flat fields" in capsys.readouterr().err
+    assert main(["train", phi, "--out", str(tmp_path / "m3"), "--crossover", "0.5"]) == 2
+    assert "--crossover is a setting of --objective tsm" in capsys.readouterr().err

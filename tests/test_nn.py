@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sqdiff as sq
-from sqdiff.nn import LocalCNN, MultiscaleCNN, ScoreMLP, U1LinkNet, UNet
+from sqdiff.nn import LocalCNN, MultiscaleCNN, ScoreMLP, U1LinkNet, UNet, zero_output
 from sqdiff.nn.multiscale import prolong, restrict
 
 VE = sq.VarianceExploding(25.0)
@@ -157,6 +157,8 @@ def test_multiscale_cnn_range_grows_with_the_levels():
     net = _with_coarse_output(net)
     grad = np.asarray(jax.grad(lambda p: net(0.3, p)[0, 0, 0])(phi))
     assert np.count_nonzero(grad) == 16**3
+    # `zero_output` zeroes every level's output layer, not only level 0's
+    np.testing.assert_array_equal(zero_output(net)(0.3, phi), jnp.zeros_like(phi))
     # translation covariance for shifts by multiples of the coarsest block (8), Z2, and the
     # coarse levels enter: a shift by one site is not a symmetry of the block pyramid
     out = net(0.3, phi)

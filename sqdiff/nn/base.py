@@ -33,8 +33,9 @@ class AbstractScoreNetwork(eqx.Module):
     def __call__(self, t: Float[Array, ""], x: Array, /) -> Array: ...
 
     @abc.abstractmethod
-    def output_layer(self) -> tuple[Array, Array]:
-        """`(weight, bias)` of the last layer (zeroed by `zero_output`)."""
+    def output_layer(self) -> tuple[Array, ...]:
+        """The weights and biases of the layers that produce the output (zeroed by
+        `zero_output`): `(weight, bias)` of the last layer, or of every branch's last layer."""
 
 
 def zero_output(model: AbstractScoreNetwork) -> AbstractScoreNetwork:

@@ -128,5 +128,5 @@ class MultiscaleCNN(AbstractLocalNetwork):
             out = self.stacks[k](emb, fields[k]) + prolong(out)
         return out
 
-    def output_layer(self) -> tuple[Array, Array]:
-        return self.stacks[0].output_layer()
+    def output_layer(self) -> tuple[Array, ...]:
+        return tuple(a for stack in self.stacks for a in stack.output_layer())
