@@ -25,8 +25,10 @@ loss a `1/Σ²` variance). Both parts matter: with the mixed target alone (DSM's
 network learns the free field's score at Σ = 0.05 hardly better than with DSM; with the weight
 its error there is 8–12× smaller (tests/test_objectives.py).
 
-At the noise levels where Metropolis-adjusted annealed Langevin (MAALA) evaluates the network,
-Σ ≈ 0.1, the target's variance is ~50× smaller than DSM's on 3D φ⁴ (docs/diffusion.md).
+At the noise level where Metropolis-adjusted annealed Langevin (MAALA) evaluates the network,
+Σ ≈ 0.1, the target is far less noisy: on 3D φ⁴ at κ_c (λ = 0.9, L = 8) the mean squared
+residual of a DSM-trained network against the mixed target (ς = 0.5) is 0.020 per site,
+against 0.96 against DSM's own target.
 """
 
 from __future__ import annotations
