@@ -109,10 +109,13 @@ def mode_response(mdir, ref, sigmas=(10.0, 20.0, 30.0), n=64):
     return out
 
 
-def spec(d, L, params, a, crossover=None):
+def spec(d, L, params, a, data):
+    """The model spec of one training set: `data`, its first volume's configurations, set
+    the crossover of target score matching."""
     objective = {"name": "dsm", "importance": True}
     if a.objective == "tsm":
-        objective = {"name": "tsm", "importance": True, "crossover": crossover}
+        action = sq.Phi4(L, params["kappa"], params["lam"], d=d)
+        objective = {"name": "tsm", "importance": True, "crossover": crossover_scale(action, data)}
     kwargs = {"d": d, "channels": a.channels, "depth": a.depth, "antisymmetric": True}
     if a.model == "multiscale":
         kwargs["levels"] = a.levels
@@ -212,8 +215,7 @@ def main():
                 steps=a.iters, batch=a.batch, lr=2e-3, steps_per_call=100, volume_batch="sites"
             )
             t0 = time.perf_counter()
-            small = sq.Phi4(s[0], kappa, a.lam, d=a.d)
-            sp = spec(a.d, s[0], small.params, a, crossover_scale(small, data[s[0]]))
+            sp = spec(a.d, s[0], {**target.params, "L": s[0]}, a, data[s[0]])
             train(mdir, [data[L] for L in s], sp, cfg, progress=False)
             t_train = time.perf_counter() - t0
             t0 = time.perf_counter()

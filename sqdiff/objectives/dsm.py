@@ -58,15 +58,20 @@ def dsm_loss(
     importance: bool = False,
 ) -> Float[Array, ""]:
     """Σ²-weighted denoising score matching for a batch `x0` of flat configurations."""
+    t, w, eta, mean, std = noise_batch(key, schedule, x0, t_min, importance)
+    pred = jax.vmap(model)(t, mean * x0 + std * eta)
+    per_sample = jnp.mean(((std * pred + eta) ** 2).reshape(x0.shape[0], -1), axis=1)
+    return jnp.mean(w * per_sample)
+
+
+def noise_batch(key, schedule, x0, t_min, importance):
+    """Times `t` and weights `w` (`sample_times`), the noise `η` and `m(t)`, `Σ(t)` shaped to
+    broadcast against the batch `x0`: the noised batch is `m x0 + Σ η`."""
     kt, ke = jr.split(key)
     t, w = sample_times(kt, x0.shape[0], schedule, t_min, importance)
     eta = jr.normal(ke, x0.shape, x0.dtype)
     shape = (-1,) + (1,) * (x0.ndim - 1)
-    std = schedule.marginal_std(t).reshape(shape)
-    xt = schedule.mean_coeff(t).reshape(shape) * x0 + std * eta
-    pred = jax.vmap(model)(t, xt)
-    per_sample = jnp.mean(((std * pred + eta) ** 2).reshape(x0.shape[0], -1), axis=1)
-    return jnp.mean(w * per_sample)
+    return t, w, eta, schedule.mean_coeff(t).reshape(shape), schedule.marginal_std(t).reshape(shape)
 
 
 def group_dsm_loss(

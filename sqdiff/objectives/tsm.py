@@ -37,7 +37,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -45,7 +44,7 @@ from .._checks import positive_float
 from ..schedules import AbstractSchedule
 from ..theories.base import AbstractAction
 from .base import AbstractObjective
-from .dsm import _dsm_settings, sample_times
+from .dsm import _dsm_settings, noise_batch
 
 __all__ = ["TargetScoreMatching", "crossover_scale", "tsm_loss"]
 
@@ -72,12 +71,7 @@ def tsm_loss(
         t_min: the smallest time drawn (absolute).
         importance: draw t from `q(t) ∝ g²/Σ²` with compensating weights.
     """
-    kt, ke = jr.split(key)
-    t, w = sample_times(kt, x0.shape[0], schedule, t_min, importance)
-    eta = jr.normal(ke, x0.shape, x0.dtype)
-    shape = (-1,) + (1,) * (x0.ndim - 1)
-    std = schedule.marginal_std(t).reshape(shape)
-    mean = schedule.mean_coeff(t).reshape(shape)
+    t, w, eta, mean, std = noise_batch(key, schedule, x0, t_min, importance)
     a = (mean * crossover) ** 2 / ((mean * crossover) ** 2 + std**2)
     pred = jax.vmap(model)(t, mean * x0 + std * eta)
     res = std * pred + (1 - a) * eta + a * std * jax.vmap(grad_action)(x0) / mean
