@@ -12,6 +12,7 @@ largest deviation of DM + MAALA from HMC in units of the combined error.
     python examples/sun_diffusion.py --d 4 --beta0 2.2 --beta 2.4 --L-large 6 --iters 1500 \
         --chains 16 --maala 200 --therm 4000 --force-skip --zero-init --t-mh 0.01 --c 2 \
         --c-large 1 --out sun4d-skip   # the physics-conditioned score (docs/gauge.md), ~35 min
+    python examples/sun_diffusion.py ... --objective tsm   # target score matching (docs/gauge.md)
 """
 
 from __future__ import annotations
@@ -121,6 +122,13 @@ def main():
         help="add the Wilson drift −∇S_β0 to the L-CNN (LCNN(force_skip=β0))",
     )
     ap.add_argument("--zero-init", action="store_true", help="start from a zero output layer")
+    ap.add_argument(
+        "--objective",
+        choices=("group_dsm", "tsm"),
+        default="group_dsm",
+        help="group_dsm: DSM with the target −η/σ; tsm: target score matching, −∇S(U_0) mixed "
+        "in below the crossover ς = (n/E‖∇S‖²)^1/2 of the training data (docs/diffusion.md)",
+    )
     ap.add_argument("--t-mh", type=float, default=0.05, help="MAALA time (a fraction of T)")
     ap.add_argument("--c", type=float, default=0.5, help="MAALA step ε = c Σ(t_mh)²")
     ap.add_argument("--c-large", type=float, default=None, help="--c at L' (default: --c)")
@@ -161,10 +169,15 @@ def main():
     net = {"group": "su", "N": N, "d": d, "channels": args.channels, "depth": args.depth}
     if args.force_skip:
         net["force_skip"] = args.beta0
+    objective = {"t_min": 1e-3}
+    if args.objective == "tsm":
+        objective["crossover"] = sq.objectives.crossover_scale(
+            train_action, data.reshape((-1,) + train_action.config_shape)
+        )
     spec = ModelSpec(
         network=NetworkSpec("lcnn", net),
         schedule=ScheduleSpec("ve", {"sigma": 5.0}),
-        objective=ObjectiveSpec("group_dsm", {"t_min": 1e-3}),
+        objective=ObjectiveSpec(args.objective, objective),
         config_shape=train_action.config_shape,
         group=GroupSpec.of(train_action.group),
         theory=TheorySpec.of(train_action),

@@ -290,9 +290,9 @@ def _add_train(sub) -> None:
         "--objective",
         choices=("dsm", "tsm"),
         default="dsm",
-        help="flat fields: denoising score matching, or target score matching (the target "
-        "score −∇S mixed in below the --crossover noise, weighted to learn the small-noise "
-        "score that MAALA uses)",
+        help="denoising score matching, or target score matching (the target score −∇S "
+        "mixed in below the --crossover noise, weighted to learn the small-noise score that "
+        "MAALA uses; fields and links)",
     )
     t.add_argument(
         "--crossover",
@@ -945,8 +945,6 @@ def model_spec(args, action, data=None):
         settings["target"] = args.dsm_target
     name = "dsm" if action.group.is_vector_space else "group_dsm"
     if args.objective == "tsm":
-        if not action.group.is_vector_space:
-            raise CLIError(f"--objective tsm is for flat fields, not {action.group} links")
         from .objectives import crossover_scale
 
         name = "tsm"

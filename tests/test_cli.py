@@ -876,8 +876,17 @@ def test_train_lcnn_with_the_force_skip(tmp_path, capsys):
     assert main([*gen, "--out", phi, "--quiet"]) == 0
     assert main(["train", phi, "--out", str(tmp_path / "m2"), "--force-skip", "--quiet"]) == 2
     assert "--force-skip is an option of --model lcnn" in capsys.readouterr().err
-    # target score matching: flat fields only; --crossover belongs to it
-    assert main(["train", ens, "--out", str(tmp_path / "m4"), "--objective", "tsm"]) == 2
-    assert "--objective tsm is for flat fields" in capsys.readouterr().err
+    # target score matching on links, with the wrapped DSM target: the crossover from the
+    # ensemble's force (per algebra coordinate); --crossover belongs to it
+    m4 = [*argv[:3], str(tmp_path / "m4"), *argv[4:], "--iters", "4", "--batch", "4"]
+    tsm = ["--objective", "tsm", "--dsm-target", "wrapped", "--quiet"]
+    assert main([*m4, *tsm]) == 0
+    spec = sq.ModelDir(str(tmp_path / "m4")).load().spec
+    e = sq.load_ensemble(ens)
+    crossover = sq.objectives.crossover_scale(
+        e.action, e.samples.reshape((-1, *e.action.config_shape))
+    )
+    assert spec.objective.name == "tsm" and spec.objective.kwargs["target"] == "wrapped"
+    assert spec.objective.kwargs["crossover"] == pytest.approx(crossover, rel=1e-6)
     assert main(["train", phi, "--out", str(tmp_path / "m3"), "--crossover", "0.5"]) == 2
     assert "--crossover is a setting of --objective tsm" in capsys.readouterr().err

@@ -1,11 +1,11 @@
 """Training objectives as objects with `loss(model, key, batch)`, one file each:
-denoising score matching (flat and on groups), target score matching (flat fields with an
-analytic force) and the optimal-SQ path objective."""
+denoising score matching (flat and on groups), target score matching (fields and links with
+an analytic force) and the optimal-SQ path objective."""
 
 from .base import OBJECTIVES, AbstractObjective
 from .dsm import DenoisingScoreMatching, GroupDSM, dsm_loss, group_dsm_loss, sample_times
 from .osq import OptimalSQObjective
-from .tsm import TargetScoreMatching, crossover_scale, tsm_loss
+from .tsm import TargetScoreMatching, crossover_scale, group_tsm_loss, tsm_loss
 
 __all__ = [
     "AbstractObjective",
@@ -17,6 +17,7 @@ __all__ = [
     "crossover_scale",
     "dsm_loss",
     "group_dsm_loss",
+    "group_tsm_loss",
     "sample_times",
     "tsm_loss",
 ]

@@ -89,20 +89,56 @@ def group_dsm_loss(
     with the exact conditional score of the wrapped law (`wrapped.wrapped_normal_score`)."""
     if group.is_vector_space:
         return dsm_loss(key, model, schedule, U0, t_min, importance)
+    t, w, Ut, std, target = group_noise_batch(key, schedule, group, U0, t_min, importance, shifts)
+    res = std * jax.vmap(model)(t, Ut) - target
+    return jnp.mean(w * jnp.mean(res.reshape(U0.shape[0], -1) ** 2, axis=1))
+
+
+def group_noise_batch(key, schedule, group, U0, t_min, importance, shifts):
+    """Times `t` and weights `w` (`sample_times`), the noised links
+    `U_t = exp(iσ(t)η^aT^a) U_0`, `σ(t)` shaped to broadcast against the algebra coordinates,
+    and DSM's regression target times σ: `−η` (`shifts=None`) or `σ` times the exact
+    conditional score of the wrapped law."""
     kt, ke = jr.split(key)
     t, w = sample_times(kt, U0.shape[0], schedule, t_min, importance)
     lattice = group.lattice_shape(U0[0])
     eta = jax.vmap(lambda k: group.sample_algebra(k, lattice))(jr.split(ke, U0.shape[0]))
     std = schedule.marginal_std(t)
     Ut = jax.vmap(lambda u, s, e: group.retract(u, s * e))(U0, std, eta)
-    pred = jax.vmap(model)(t, Ut)
     if shifts is None:
         target = -eta
     else:
         W = _matmul(Ut, _dagger(U0))  # U_t U_0†, per link
         target = jax.vmap(lambda w_, s: s * wrapped_normal_score(group, w_, s, shifts))(W, std)
-    res = std.reshape((-1,) + (1,) * (eta.ndim - 1)) * pred - target
-    return jnp.mean(w * jnp.mean(res.reshape(U0.shape[0], -1) ** 2, axis=1))
+    return t, w, Ut, std.reshape((-1,) + (1,) * (eta.ndim - 1)), target
+
+
+def wrapped_shifts(group: AbstractGroup, schedule: AbstractSchedule, target: str):
+    """The preimage shifts of the `"wrapped"` target (hashable: objectives are static jit
+    arguments of the trainer), `None` for `"gaussian"`."""
+    if target not in ("gaussian", "wrapped"):
+        raise ValueError(f"`target` must be 'gaussian' or 'wrapped', got {target!r}.")
+    if target == "gaussian":
+        return None
+    if group.is_flat:
+        raise ValueError(f"`target='wrapped'` is for SU(N)/U(N) links, not {group}.")
+    sigma_max = float(schedule.marginal_std(schedule.T))
+    ks = image_shifts(group.params["N"], group.name == "su", sigma_max)
+    return tuple(tuple(int(k) for k in row) for row in ks)
+
+
+def _check_shifts(target, shifts):
+    if target == "wrapped" and shifts is None:
+        raise ValueError(
+            "`target='wrapped'` needs `shifts=dsm.wrapped_shifts(group, schedule, 'wrapped')` "
+            "(`from_spec` sets them)."
+        )
+    if target != "wrapped" and shifts is not None:
+        raise ValueError(f"`target={target!r}` takes no `shifts`.")
+
+
+def _shifts_array(shifts):
+    return None if shifts is None else np.asarray(shifts, np.float64)
 
 
 def _dsm_settings(spec, t_min=1e-3, importance=False):
@@ -166,22 +202,17 @@ class GroupDSM(AbstractObjective):
     def __check_init__(self):
         if self.target not in ("gaussian", "wrapped"):
             raise ValueError(f"`target` must be 'gaussian' or 'wrapped', got {self.target!r}.")
+        _check_shifts(self.target, self.shifts)
 
     def loss(self, model, key, batch):
         return group_dsm_loss(
             key, model, self.schedule, self.group, batch, self.t_min, self.importance,
-            None if self.shifts is None else np.asarray(self.shifts, np.float64),
+            _shifts_array(self.shifts),
         )  # fmt: skip
 
     @classmethod
     def from_spec(cls, spec, action, target="gaussian", **params):
         schedule, t_min, importance = _dsm_settings(spec, **params)
         group = spec.build_group()
-        shifts = None
-        if target == "wrapped":
-            if group.is_flat:
-                raise ValueError(f"`target='wrapped'` is for SU(N)/U(N) links, not {group}.")
-            sigma_max = float(schedule.marginal_std(schedule.T))
-            ks = image_shifts(group.params["N"], group.name == "su", sigma_max)
-            shifts = tuple(tuple(int(k) for k in row) for row in ks)
+        shifts = wrapped_shifts(group, schedule, target)
         return cls(schedule, group, t_min, importance, target, shifts)
