@@ -214,8 +214,9 @@ def main():
                           target_acceptance=args.target_acceptance, **kw)  # fmt: skip
         block["DM+MAALA"] = row(
             "DM + MAALA", action, ma.samples,
-            {"acceptance": ma.metadata["acceptance"], "seconds": time.perf_counter() - t,
-             "step_size": ma.metadata["sampler"]["step_size"]},
+            {"acceptance": ma.metadata["acceptance"],
+             "acceptance_error": ma.metadata["acceptance_error"],
+             "seconds": time.perf_counter() - t, "step_size": ma.metadata["sampler"]["step_size"]},
             t_flow,
         )  # fmt: skip
         block["max |DM+MAALA − HMC|/σ"] = max_pull(block["DM+MAALA"], block["HMC"])
