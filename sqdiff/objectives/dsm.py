@@ -116,18 +116,26 @@ def group_noise_batch(key, schedule, group, U0, t_min, importance, shifts):
 def wrapped_shifts(group: AbstractGroup, schedule: AbstractSchedule, target: str):
     """The preimage shifts of the `"wrapped"` target (hashable: objectives are static jit
     arguments of the trainer), `None` for `"gaussian"`."""
-    if target not in ("gaussian", "wrapped"):
-        raise ValueError(f"`target` must be 'gaussian' or 'wrapped', got {target!r}.")
+    _check_target(target, group)
     if target == "gaussian":
         return None
-    if group.is_flat:
-        raise ValueError(f"`target='wrapped'` is for SU(N)/U(N) links, not {group}.")
     sigma_max = float(schedule.marginal_std(schedule.T))
     ks = image_shifts(group.params["N"], group.name == "su", sigma_max)
     return tuple(tuple(int(k) for k in row) for row in ks)
 
 
-def _check_shifts(target, shifts):
+def _check_target(target, group):
+    """The DSM target's name, valid for `group`."""
+    if target not in ("gaussian", "wrapped") or (target == "wrapped" and group.is_flat):
+        raise ValueError(
+            f"`target` must be 'gaussian', or 'wrapped' for SU(N)/U(N) links; got {target!r} "
+            f"for {group}."
+        )
+
+
+def _check_shifts(target, group, shifts):
+    """A valid target (`_check_target`) with `shifts` given exactly when it is `"wrapped"`."""
+    _check_target(target, group)
     if target == "wrapped" and shifts is None:
         raise ValueError(
             "`target='wrapped'` needs `shifts=dsm.wrapped_shifts(group, schedule, 'wrapped')` "
@@ -200,9 +208,7 @@ class GroupDSM(AbstractObjective):
     name = "group_dsm"
 
     def __check_init__(self):
-        if self.target not in ("gaussian", "wrapped"):
-            raise ValueError(f"`target` must be 'gaussian' or 'wrapped', got {self.target!r}.")
-        _check_shifts(self.target, self.shifts)
+        _check_shifts(self.target, self.group, self.shifts)
 
     def loss(self, model, key, batch):
         return group_dsm_loss(

@@ -188,14 +188,7 @@ class TargetScoreMatching(AbstractObjective):
                 f"{group} links are noised on the group with a variance-exploding schedule, "
                 f"not {type(self.schedule).__name__}."
             )
-        if self.target not in ("gaussian", "wrapped") or (
-            self.target == "wrapped" and group.is_flat
-        ):
-            raise ValueError(
-                f"`target` must be 'gaussian', or 'wrapped' for SU(N)/U(N) links; got "
-                f"{self.target!r} for {group}."
-            )
-        _check_shifts(self.target, self.shifts)
+        _check_shifts(self.target, group, self.shifts)
 
     def loss(self, model, key, batch):
         return group_tsm_loss(
