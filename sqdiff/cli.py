@@ -304,8 +304,9 @@ def _add_train(sub) -> None:
     t.add_argument(
         "--force-skip",
         action="store_true",
-        help="lcnn: add the Wilson drift −∇S_β of the ensemble's β with the learned weight "
-        "1/(1 + e^a Σ(t)²), starting from a zero output layer (the score is exact at t → 0)",
+        help="lcnn, and local/multiscale on phi4: add the drift −∇S of the ensemble's "
+        "couplings with the learned weight 1/(1 + e^a Σ(t)²), starting from a zero output "
+        "layer (the score is exact at t → 0)",
     )
     t.add_argument(
         "--dsm-target",
@@ -905,9 +906,17 @@ def _network_kwargs(kind: str, args, action) -> dict:
         },
     }[kind]
     if args.force_skip:
-        if kind != "lcnn":
-            raise CLIError(f"--force-skip is an option of --model lcnn, not --model {kind}")
-        kwargs["force_skip"] = float(action.params["beta"])
+        if kind == "lcnn":
+            kwargs["force_skip"] = float(action.params["beta"])
+        elif kind in ("local", "multiscale") and action.name == "phi4":
+            kwargs["force_skip"] = [float(action.params["kappa"]), float(action.params["lam"])]
+        else:
+            raise CLIError(
+                f"--force-skip is an option of --model lcnn (links) and of --model local or "
+                f"multiscale on phi4, not of --model {kind} on {action.name}"
+            )
+        if args.schedule != "ve":
+            raise CLIError("--force-skip needs --schedule ve")
     return kwargs
 
 

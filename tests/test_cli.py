@@ -876,6 +876,17 @@ def test_train_lcnn_with_the_force_skip(tmp_path, capsys):
     assert main([*gen, "--out", phi, "--quiet"]) == 0
     assert main(["train", phi, "--out", str(tmp_path / "m2"), "--force-skip", "--quiet"]) == 2
     assert "--force-skip is an option of --model lcnn" in capsys.readouterr().err
+    # on φ⁴ the local networks take it: the drift −∇S of the ensemble's (κ, λ), on any L
+    local = ["--model", "local", "--channels", "2", "--depth", "1", "--iters", "2", "--batch", "4"]
+    assert main(["train", phi, "--out", out + "l", *local, "--force-skip", "--quiet"]) == 0
+    ck = sq.ModelDir(out + "l").load()
+    assert ck.spec.network.kwargs["force_skip"] == [0.2, 0.1] and ck.spec.zero_init
+    phi6 = jr.normal(jr.key(1), (6, 6))
+    F = np.asarray(sq.Phi4(6, 0.2, 0.1).force(phi6))
+    np.testing.assert_allclose(ck.network()(1e-7, phi6), -F, atol=2e-5 * np.abs(F).max())
+    capsys.readouterr()
+    assert main(["train", phi, "--out", out + "v", *local, "--force-skip", "--schedule", "vp"]) == 2
+    assert "--force-skip needs --schedule ve" in capsys.readouterr().err
     # target score matching on links, with the wrapped DSM target: the crossover from the
     # ensemble's force (per algebra coordinate); --crossover belongs to it
     m4 = [*argv[:3], str(tmp_path / "m4"), *argv[4:], "--iters", "4", "--batch", "4"]

@@ -228,6 +228,49 @@ def test_multiscale_cnn_bad_input():
         net(0.5, jnp.zeros((4, 6)))
 
 
+@pytest.mark.parametrize("cls", [LocalCNN, MultiscaleCNN])
+def test_local_force_skip_is_the_langevin_drift_at_t_to_0(cls):
+    """`force_skip = (κ, λ)` adds `−∇S(φ)/(1 + e^a Σ(t)²)`: with a zero output layer the network
+    is exactly that on every lattice (the training L and larger ones); with any weights the
+    learned part is scaled by `Σ²/(1 + Σ²)`, so the network tends to `−∇S` as `t → 0`; `a` is a
+    trained parameter."""
+    kappa, lam, d = 0.19, 0.9, 3
+    sch = sq.VarianceExploding(200.0)
+    kw = {"d": d, "channels": 4, "depth": 1, "antisymmetric": True}
+    net = zero_output(cls(sch, force_skip=(kappa, lam), key=jr.key(0), **kw))
+    net = eqx.tree_at(lambda n: n.skip_log_curvature, net, jnp.asarray(0.7))
+    assert eqx.is_array(net.skip_log_curvature)  # trained with the other weights
+    for L in (4, 8):
+        action = sq.Phi4(L, kappa, lam, d=d)
+        phi = jr.normal(jr.key(L), action.lattice_shape)
+        F = np.asarray(action.force(phi))
+        for t in (1e-7, 0.3):
+            w = 1.0 / (1.0 + np.exp(0.7) * float(sch.marginal_std(t)) ** 2)
+            np.testing.assert_allclose(net(t, phi), -w * F, atol=2e-5 * np.abs(F).max())
+    full = cls(sch, force_skip=(kappa, lam), key=jr.key(0), **kw)
+    action = sq.Phi4(8, kappa, lam, d=d)
+    phi = jr.normal(jr.key(9), action.lattice_shape)
+    F = np.asarray(action.force(phi))
+    np.testing.assert_allclose(full(1e-7, phi), -F, atol=2e-5 * np.abs(F).max())
+    s2 = float(sch.marginal_std(0.3)) ** 2
+    want = (np.asarray(full(0.3, phi)) + F / (1 + s2)) * (1 + s2) / s2  # the learned part (a = 0)
+    plain = cls(sch, key=jr.key(0), **kw)
+    got = np.asarray(plain(0.3, phi)) * float(sch.marginal_std(0.3))
+    np.testing.assert_allclose(want, got, atol=2e-4 * np.abs(got).max())
+    assert plain.skip_log_curvature is None  # plain checkpoints keep their leaves
+    with pytest.raises(ValueError, match="no force skip"):
+        plain.skip_action(4)
+    for bad in (0.19, (0.19,), ("0.19", 0.9), (True, 0.9)):
+        with pytest.raises(ValueError, match="force_skip"):
+            cls(sch, force_skip=bad, key=jr.key(0), **kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"force_skip.*lam"):
+        cls(sch, force_skip=(0.2, -0.1), key=jr.key(0), **kw)
+    with pytest.raises(ValueError, match="variance-exploding"):
+        cls(sq.VariancePreserving(), force_skip=(kappa, lam), key=jr.key(0), **kw)
+    with pytest.raises(ValueError, match="not both"):
+        cls(sch, force_skip=(kappa, lam), data_std=1.0, key=jr.key(0), **kw)
+
+
 def test_u1_link_net_is_gauge_invariant():
     net = U1LinkNet(VE, channels=8, depth=2, key=jr.key(5))
     theta = jr.uniform(jr.key(6), (2, 8, 8), minval=-np.pi, maxval=np.pi)

@@ -14,6 +14,19 @@ as a per-channel scale and shift (FiLM), and `c_in(t) = 1/√(m(t)²σ_d² + Σ(
 noised field to unit size at every t (EDM's input scaling, Karras et al. 2022; σ_d = 1 unless
 `data_std` is given, in which case the Gaussian skip `−φ/(m²σ_d² + Σ²)` is added too).
 
+**Force skip** (`force_skip=(κ, λ)`, a physics-conditioned score for φ⁴, as `LCNN`'s for
+links). The noised score tends to the target's as `t → 0`, `s(t, φ) → −∇S(φ)`, where
+denoising score matching estimates it worst; with the skip the network is
+
+    s(t, φ) = −∇S(φ) / (1 + e^a Σ(t)²) + Σ(t)²/(1 + Σ(t)²) · [the stacks' output],
+
+`S` the φ⁴ action at the training (κ, λ) on the input's lattice (the force is local, so the
+network still runs on every L), `a` one learned scalar: the weight is exact for a Gaussian of
+curvature `e^a`, and the correction is `O(Σ²)` by the heat-kernel expansion
+`s_t = −∇S + Σ²(H∇S − ½∇ΔS) + O(Σ⁴)`. The network *is* the Langevin drift of stochastic
+quantisation at `t → 0` whatever its weights, so MAALA at a small `t_mh` proposes as MALA does
+(docs/studies/phi4_3d.md). VE schedules only.
+
 Unlike the U-Net there is no GroupNorm (a lattice-wide mean and variance) and no down-sampling
 (whose depth depends on L), so a network trained on `L = 4, 8, 16` applies unchanged to
 `L = 64`, and it is translation covariant for every shift. Optionally antisymmetrised,
@@ -30,7 +43,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..schedules import AbstractSchedule
+from ..schedules import AbstractSchedule, VarianceExploding
+from ..theories.phi4 import Phi4
 from .base import AbstractScoreNetwork
 from .conv import PeriodicConv
 from .embeddings import GaussianFourierEmbedding, gaussian_skip, noise_level, output_scale
@@ -41,6 +55,32 @@ def check_local_args(name: str, d: int, channels: int, depth: int) -> None:
         raise ValueError(f"{name} supports d = 1, 2, 3, got d={d}.")
     if channels < 1 or depth < 0:
         raise ValueError(f"need `channels` ≥ 1 and `depth` ≥ 0, got {channels}, {depth}.")
+
+
+def check_force_skip(force_skip, schedule, data_std, d: int) -> tuple[float, float] | None:
+    """`force_skip` as `(κ, λ)` floats (or None), checked: a valid φ⁴ coupling pair, a VE
+    schedule, no Gaussian skip beside it."""
+    if force_skip is None:
+        return None
+    if (
+        not isinstance(force_skip, (tuple, list))
+        or len(force_skip) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in force_skip)
+    ):
+        raise ValueError(
+            f"`force_skip` must be the φ⁴ couplings (kappa, lam) of the training ensemble "
+            f"(or None), got {force_skip!r}."
+        )
+    kappa, lam = float(force_skip[0]), float(force_skip[1])
+    try:
+        Phi4(4, kappa, lam, d=d)  # the couplings' own checks
+    except ValueError as err:
+        raise ValueError(f"`force_skip` (kappa, lam) = {force_skip!r}: {err}") from None
+    if not isinstance(schedule, VarianceExploding):
+        raise ValueError(f"`force_skip` needs a variance-exploding schedule, got {schedule!r}.")
+    if data_std is not None:
+        raise ValueError("give `force_skip` or `data_std` (the Gaussian skip), not both.")
+    return kappa, lam
 
 
 def input_scale(schedule: AbstractSchedule | None, data_std: float | None, t):
@@ -97,6 +137,8 @@ class AbstractLocalNetwork(AbstractScoreNetwork):
     d: eqx.AbstractVar[int]
     antisymmetric: eqx.AbstractVar[bool]
     data_std: eqx.AbstractVar[float | None]
+    force_skip: eqx.AbstractVar[tuple[float, float] | None]
+    skip_log_curvature: eqx.AbstractVar[Float[Array, ""] | None]
     embed: eqx.AbstractVar[GaussianFourierEmbedding]
     emb_mlp: eqx.AbstractVar[eqx.nn.MLP]
 
@@ -118,9 +160,28 @@ class AbstractLocalNetwork(AbstractScoreNetwork):
         out = self._raw(emb, x)
         if self.antisymmetric:
             out = 0.5 * (out - self._raw(emb, -x))
-        return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
-            self.schedule, t
+        if self.force_skip is None:
+            return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
+                self.schedule, t
+            )
+        # the correction to the Langevin drift is O(Σ²) as t → 0 (heat-kernel expansion)
+        sigma2 = self.schedule.marginal_std(t) ** 2
+        return -self.skip_action(phi.shape[0]).force(phi) * self.skip_weight(t) + out * (
+            sigma2 / (1.0 + sigma2)
         )
+
+    def skip_action(self, L: int) -> Phi4:
+        """The φ⁴ action at the training couplings on an `L^d` lattice (its force is the skip)."""
+        if self.force_skip is None:
+            raise ValueError(f"this {type(self).__name__} has no force skip (`force_skip=None`).")
+        return Phi4(L, *self.force_skip, d=self.d)
+
+    def skip_weight(self, t: Float[Array, ""]) -> Float[Array, ""]:
+        """`1/(1 + e^a Σ(t)²)`, the weight of the Langevin drift (1 at `t = 0`)."""
+        if self.skip_log_curvature is None:
+            raise ValueError(f"this {type(self).__name__} has no force skip (`force_skip=None`).")
+        sigma2 = self.schedule.marginal_std(t) ** 2
+        return 1.0 / (1.0 + jnp.exp(self.skip_log_curvature) * sigma2)
 
 
 class LocalCNN(AbstractLocalNetwork):
@@ -136,6 +197,8 @@ class LocalCNN(AbstractLocalNetwork):
     emb_mlp: eqx.nn.MLP
     stack: LocalStack
     schedule: AbstractSchedule | None
+    force_skip: tuple[float, float] | None = eqx.field(static=True)
+    skip_log_curvature: Float[Array, ""] | None
 
     def __init__(
         self,
@@ -146,6 +209,7 @@ class LocalCNN(AbstractLocalNetwork):
         emb_dim: int = 32,
         antisymmetric: bool = False,
         data_std: float | None = None,
+        force_skip: tuple[float, float] | None = None,
         *,
         key: PRNGKeyArray,
     ):
@@ -159,11 +223,16 @@ class LocalCNN(AbstractLocalNetwork):
         - `emb_dim`: size of the Gaussian-Fourier time embedding.
         - `antisymmetric`: impose `s(−φ) = −s(φ)`.
         - `data_std`: σ_d of the data, for the input scaling and the Gaussian skip.
+        - `force_skip`: the φ⁴ couplings `(κ, λ)` of the training ensemble: add the drift
+          `−∇S` with the learned weight `1/(1 + e^a Σ(t)²)` and scale the stacks' output by
+          `Σ²/(1 + Σ²)` (module docstring); `None` for the plain network (`/Σ(t)`).
         """
         check_local_args("LocalCNN", d, channels, depth)
         keys = jr.split(key, 3)
         self.d, self.antisymmetric, self.schedule = d, antisymmetric, schedule
         self.data_std = None if data_std is None else float(data_std)
+        self.force_skip = check_force_skip(force_skip, schedule, data_std, d)
+        self.skip_log_curvature = None if force_skip is None else jnp.zeros(())
         self.embed = GaussianFourierEmbedding(emb_dim, scale=4.0, key=keys[0])
         self.emb_mlp = eqx.nn.MLP(emb_dim, emb_dim, emb_dim, 1, activation=jax.nn.silu, key=keys[1])
         self.stack = LocalStack(d, channels, depth, emb_dim, key=keys[2])

@@ -39,7 +39,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..schedules import AbstractSchedule
 from .embeddings import GaussianFourierEmbedding
-from .local import AbstractLocalNetwork, LocalStack, check_local_args
+from .local import AbstractLocalNetwork, LocalStack, check_force_skip, check_local_args
 
 
 def restrict(x: Float[Array, "*L"]) -> Float[Array, "*L2"]:
@@ -70,6 +70,8 @@ class MultiscaleCNN(AbstractLocalNetwork):
     emb_mlp: eqx.nn.MLP
     stacks: tuple[LocalStack, ...]
     schedule: AbstractSchedule | None
+    force_skip: tuple[float, float] | None = eqx.field(static=True)
+    skip_log_curvature: Float[Array, ""] | None
 
     def __init__(
         self,
@@ -81,6 +83,7 @@ class MultiscaleCNN(AbstractLocalNetwork):
         emb_dim: int = 32,
         antisymmetric: bool = False,
         data_std: float | None = None,
+        force_skip: tuple[float, float] | None = None,
         *,
         key: PRNGKeyArray,
     ):
@@ -95,6 +98,8 @@ class MultiscaleCNN(AbstractLocalNetwork):
         - `emb_dim`: size of the Gaussian-Fourier time embedding (shared by the levels).
         - `antisymmetric`: impose `s(−φ) = −s(φ)`.
         - `data_std`: σ_d of the data, for the input scaling and the Gaussian skip.
+        - `force_skip`: the φ⁴ couplings `(κ, λ)`: the physics-conditioned score of
+          `LocalCNN` (see `sqdiff.nn.local`), with the sum of the levels as the correction.
         """
         check_local_args("MultiscaleCNN", d, channels, depth)
         if levels < 1:
@@ -102,6 +107,8 @@ class MultiscaleCNN(AbstractLocalNetwork):
         keys = jr.split(key, 2 + levels)
         self.d, self.antisymmetric, self.schedule = d, antisymmetric, schedule
         self.data_std = None if data_std is None else float(data_std)
+        self.force_skip = check_force_skip(force_skip, schedule, data_std, d)
+        self.skip_log_curvature = None if force_skip is None else jnp.zeros(())
         self.embed = GaussianFourierEmbedding(emb_dim, scale=4.0, key=keys[0])
         self.emb_mlp = eqx.nn.MLP(emb_dim, emb_dim, emb_dim, 1, activation=jax.nn.silu, key=keys[1])
         stacks = [LocalStack(d, channels, depth, emb_dim, key=k) for k in keys[2:]]
