@@ -18,14 +18,18 @@ noised field to unit size at every t (EDM's input scaling, Karras et al. 2022; �
 links). The noised score tends to the target's as `t → 0`, `s(t, φ) → −∇S(φ)`, where
 denoising score matching estimates it worst; with the skip the network is
 
-    s(t, φ) = −∇S(φ) / (1 + e^a Σ(t)²) + Σ(t)²/(1 + Σ(t)²) · [the stacks' output],
+    s(t, φ) = −∇S(φ) exp(−e^a Σ(t)²) + Σ(t)²/(1 + Σ(t)³) · [the stacks' output],
 
 `S` the φ⁴ action at the training (κ, λ) on the input's lattice (the force is local, so the
-network still runs on every L), `a` one learned scalar: the weight is exact for a Gaussian of
-curvature `e^a`, and the correction is `O(Σ²)` by the heat-kernel expansion
-`s_t = −∇S + Σ²(H∇S − ½∇ΔS) + O(Σ⁴)`. The network *is* the Langevin drift of stochastic
-quantisation at `t → 0` whatever its weights, so MAALA at a small `t_mh` proposes as MALA does
-(docs/studies/phi4_3d.md). VE schedules only.
+network still runs on every L), `a` one learned scalar. The correction is `O(Σ²)` by the
+heat-kernel expansion `s_t = −∇S + Σ²(H∇S − ½∇ΔS) + O(Σ⁴)`, and the weight is the Gaussian
+one, `1/(1 + kΣ²)` for curvature `k = e^a`, to that order. Unlike the Wilson force of `LCNN`'s
+skip, the φ⁴ force is unbounded: on a field noised to `|φ| ~ Σ` it grows as `4λΣ³` while the
+score is `−φ/Σ²`, so a weight falling as a power of Σ would let it swamp the reverse SDE
+(`1/(1 + e^a Σ²)` diverged at Σ(T) = 61). The exponential switches it off above Σ ~ 1, and
+`Σ²/(1 + Σ³)` gives the stacks the plain network's `1/Σ` there. The network *is* the Langevin
+drift of stochastic quantisation at `t → 0` whatever its weights, so MAALA at a small `t_mh`
+proposes as MALA does (docs/studies/phi4_3d.md). VE only.
 
 Unlike the U-Net there is no GroupNorm (a lattice-wide mean and variance) and no down-sampling
 (whose depth depends on L), so a network trained on `L = 4, 8, 16` applies unchanged to
@@ -164,10 +168,11 @@ class AbstractLocalNetwork(AbstractScoreNetwork):
             return gaussian_skip(self.schedule, self.data_std, t, phi) + out / output_scale(
                 self.schedule, t
             )
-        # the correction to the Langevin drift is O(Σ²) as t → 0 (heat-kernel expansion)
-        sigma2 = self.schedule.marginal_std(t) ** 2
+        # the correction to the Langevin drift is O(Σ²) as t → 0 (heat-kernel expansion), and
+        # the plain network's out/Σ at large Σ
+        sigma = self.schedule.marginal_std(t)
         return -self.skip_action(phi.shape[0]).force(phi) * self.skip_weight(t) + out * (
-            sigma2 / (1.0 + sigma2)
+            sigma**2 / (1.0 + sigma**3)
         )
 
     def skip_action(self, L: int) -> Phi4:
@@ -177,11 +182,11 @@ class AbstractLocalNetwork(AbstractScoreNetwork):
         return Phi4(L, *self.force_skip, d=self.d)
 
     def skip_weight(self, t: Float[Array, ""]) -> Float[Array, ""]:
-        """`1/(1 + e^a Σ(t)²)`, the weight of the Langevin drift (1 at `t = 0`)."""
+        """`exp(−e^a Σ(t)²)`, the weight of the Langevin drift (1 at `t = 0`)."""
         if self.skip_log_curvature is None:
             raise ValueError(f"this {type(self).__name__} has no force skip (`force_skip=None`).")
         sigma2 = self.schedule.marginal_std(t) ** 2
-        return 1.0 / (1.0 + jnp.exp(self.skip_log_curvature) * sigma2)
+        return jnp.exp(-jnp.exp(self.skip_log_curvature) * sigma2)
 
 
 class LocalCNN(AbstractLocalNetwork):
@@ -224,8 +229,8 @@ class LocalCNN(AbstractLocalNetwork):
         - `antisymmetric`: impose `s(−φ) = −s(φ)`.
         - `data_std`: σ_d of the data, for the input scaling and the Gaussian skip.
         - `force_skip`: the φ⁴ couplings `(κ, λ)` of the training ensemble: add the drift
-          `−∇S` with the learned weight `1/(1 + e^a Σ(t)²)` and scale the stacks' output by
-          `Σ²/(1 + Σ²)` (module docstring); `None` for the plain network (`/Σ(t)`).
+          `−∇S` with the learned weight `exp(−e^a Σ(t)²)` and scale the stacks' output by
+          `Σ²/(1 + Σ³)` (module docstring); `None` for the plain network (`/Σ(t)`).
         """
         check_local_args("LocalCNN", d, channels, depth)
         keys = jr.split(key, 3)
