@@ -305,8 +305,8 @@ def _add_train(sub) -> None:
         "--force-skip",
         action="store_true",
         help="lcnn, and local/multiscale on phi4: add the drift −∇S of the ensemble's "
-        "couplings with the learned weight 1/(1 + e^a Σ(t)²), starting from a zero output "
-        "layer (the score is exact at t → 0)",
+        "couplings with a learned weight (links: 1/(1 + e^a Σ(t)²); phi4: exp(−e^a Σ(t)²)), "
+        "starting from a zero output layer (the score is exact at t → 0)",
     )
     t.add_argument(
         "--dsm-target",
