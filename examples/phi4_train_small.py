@@ -242,7 +242,7 @@ def main():
     )  # fmt: skip
     ap.add_argument(
         "--force-skip", action="store_true",
-        help="physics-conditioned score: −∇S/(1 + e^a Σ²) + Σ²/(1 + Σ²)·network (exact at t → 0)",
+        help="physics-conditioned score: −∇S exp(−e^a Σ²) + Σ²/(1 + Σ³)·network (exact at t → 0)",
     )  # fmt: skip
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--depth", type=int, default=2)
