@@ -140,15 +140,22 @@ def noised_score_check(action, schedule, t, clean, trajectories=200, seed=1):
     return {"noised_score": mean[0], "force": mean[1], "noise": mean[2]}
 
 
-def drift_acceptance(mdir, target, ref, eps, t_mh, steps=40, burn=10):
-    """MALA with the learned drift `s_θ(t_mh)` at step ε, started from the reference
-    configurations instead of the DM's samples: the acceptance of the drift alone,
-    `[mean, error over chains]`."""
-    net = sq.ModelDir(mdir).load().network()
-    sampler = sq.MALA(target, eps, drift=sq.mcmc.ScoreDrift(net, t_mh * net.schedule.T))
-    _, acc = sq.run_chains(sampler, jr.key(4), jax.numpy.asarray(ref[:, -1]), steps, n_therm=burn)
+def mala_acceptance(target, eps, ref, steps, burn, drift=None, seed=4):
+    """MALA at step ε with `drift` (None: `−∇S`), one chain from the last configuration of each
+    reference chain: the acceptance `[mean, error over chains]`."""
+    init = jax.numpy.asarray(ref[:, -1])
+    sampler = sq.MALA(target, eps, drift=drift)
+    _, acc = sq.run_chains(sampler, jr.key(seed), init, steps, n_therm=burn)
     acc = np.asarray(acc)  # per chain
     return [float(acc.mean()), float(acc.std(ddof=1) / np.sqrt(acc.size))]
+
+
+def drift_acceptance(mdir, target, ref, eps, t_mh, steps, burn):
+    """MALA with the learned drift `s_θ(t_mh)` at step ε, started from the reference
+    configurations instead of the DM's samples: the acceptance of the drift alone."""
+    net = sq.ModelDir(mdir).load().network()
+    drift = sq.mcmc.ScoreDrift(net, t_mh * net.schedule.T)
+    return mala_acceptance(target, eps, ref, steps, burn, drift)
 
 
 def mode_response(mdir, ref, sigmas=(10.0, 20.0, 30.0), n=64):
@@ -282,27 +289,16 @@ def main():
         # the step size every sampler below shares; MALA with −∇S (the t → 0 drift)
         sch = sq.VarianceExploding(a.sigma)
         eps = a.c * float(sch.marginal_std(a.t_mh * sch.T)) ** 2
-        init = jax.numpy.asarray(ref[:, -1])
         t0 = time.perf_counter()
-        x, acc = sq.run_chains(sq.MALA(target, eps), jr.key(3), init, a.mala_steps, n_therm=a.burn)
-        acc = np.asarray(acc).reshape(-1)
-        kres["mala_exact_drift"] = {
-            "acceptance": [float(acc.mean()), float(acc.std(ddof=1) / np.sqrt(acc.size))],
-            "seconds": time.perf_counter() - t0,
-        }
-        print(f"  MALA (−∇S) at ε = {eps:.4g}: acceptance {acc.mean():.3f}", flush=True)
+        acc = mala_acceptance(target, eps, ref, a.mala_steps, a.burn, seed=3)
+        kres["mala_exact_drift"] = {"acceptance": acc, "seconds": time.perf_counter() - t0}
+        print(f"  MALA (−∇S) at ε = {eps:.4g}: acceptance {acc[0]:.3f}", flush=True)
         # what a perfect network accepts: MALA with the noised score at t_mh (to O(Σ⁴))
         drift = sq.mcmc.ScoreDrift(noised_score(target, sch), a.t_mh * sch.T)
-        x, acc = sq.run_chains(
-            sq.MALA(target, eps, drift=drift), jr.key(4), init, a.mala_steps, n_therm=a.burn
-        )
-        acc = np.asarray(acc).reshape(-1)
-        kres["mala_noised_score"] = {
-            "acceptance": [float(acc.mean()), float(acc.std(ddof=1) / np.sqrt(acc.size))]
-        }
+        acc = mala_acceptance(target, eps, ref, a.mala_steps, a.burn, drift)
         check = noised_score_check(target, sch, a.t_mh * sch.T, ref[:4, -1])
-        kres["mala_noised_score"]["check"] = check
-        print(f"  MALA (noised score at t_mh): acceptance {acc.mean():.3f}; {check}", flush=True)
+        kres["mala_noised_score"] = {"acceptance": acc, "check": check}
+        print(f"  MALA (noised score at t_mh): acceptance {acc[0]:.3f}; {check}", flush=True)
         for s in sets:
             name = "{" + ", ".join(map(str, s)) + "}"
             mdir = os.path.join(a.out, f"k{kappa}_" + "-".join(map(str, s)))
@@ -322,7 +318,9 @@ def main():
             meta = res.metadata
             kres[name] = {
                 "acceptance": [meta["acceptance"], meta["acceptance_error"]],
-                "drift_acceptance": drift_acceptance(mdir, target, ref, eps, a.t_mh),
+                "drift_acceptance": drift_acceptance(
+                    mdir, target, ref, eps, a.t_mh, a.mala_steps, a.burn
+                ),
                 **summary(target, np.asarray(res.samples)),
                 "train_seconds": t_train,
                 "sample_seconds": t_sample,
