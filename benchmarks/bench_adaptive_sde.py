@@ -4,6 +4,7 @@ The two-Gaussian mixture `½[N(1, 0.25²) + N(−1, 0.25²)]` with its exact sco
 VP β 0.1 → 20, T = 1), 10⁵ samples per row, reverse SDE from the prior at T to 0:
 
 - `em N`: N fixed Euler–Maruyama steps (`solve(..., n_steps=N)`);
+- `em-sigma N`: N fixed steps equal in `log(Σ/m)` (`log Σ` on VE) (`sample_sde(..., grid="sigma")`);
 - `tree rtol/atol`: adaptive, `VirtualBrownianTree`, ShARK (two evaluations per step attempt,
   rejected steps retried on the same Brownian path);
 - `fresh rtol/atol`: adaptive, Gotta Go Fast's Euler–Maruyama/Heun pair on fresh increments, no
@@ -31,6 +32,7 @@ import jax.random as jr
 import numpy as np
 
 import sqdiff as sq
+from sqdiff.sampling import reverse_grid
 
 EXACT = np.array([1.0625, -2.0, 16.0, -272.0])
 SCHEDULES = {"VE": sq.VarianceExploding(25.0), "VP": sq.VariancePreserving(0.1, 20.0)}
@@ -83,8 +85,22 @@ def with_solve(**options):
     return solve
 
 
+def sigma_grid(n_steps):
+    """`n_steps` Euler–Maruyama steps equal in `log(Σ/m)` to `10⁻³ T`, then one to 0 (the grid
+    of `sample_sde(..., grid="sigma")`)."""
+
+    def solve(reverse, x, t0, t1, key):
+        ts = reverse_grid(reverse.schedule, t1, n_steps, "sigma")
+        sol = sq.solve(reverse, x, t0, t1, key=key, n_steps=n_steps, grid=ts)
+        return sol.ys[-1], sol.stats["num_evaluations"]
+
+    return solve
+
+
 def rows():
-    yield "em 100", with_solve(n_steps=100)
+    for n_steps in (30, 50, 100):
+        yield f"em {n_steps}", with_solve(n_steps=n_steps)
+        yield f"em-sigma {n_steps}", sigma_grid(n_steps)
     yield "em 1000", with_solve(n_steps=1000)
     for noise in ("tree", "fresh"):
         for rtol, atol in TOLERANCES:
@@ -126,11 +142,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--json")
+    p.add_argument("--rows", help="only the rows whose label contains this (e.g. em)")
     args = p.parse_args()
     out = {}
     print(f"{'schedule':<9}{'row':<22}{'nfe mean':>9}{'max':>6}{'max|pull|':>11}{'s':>7}")
     for name, schedule in SCHEDULES.items():
         for label, solve in rows():
+            if args.rows and args.rows not in label:
+                continue
             r = measure(schedule, solve, args.n)
             out[f"{name} {label}"] = r
             print(

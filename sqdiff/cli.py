@@ -324,7 +324,7 @@ def _add_train(sub) -> None:
 
 # long: one argparse declaration per option of `sqdiff sample`
 def _add_sample(sub) -> None:
-    from .sampling import sample_maala, sample_pc, sample_sde
+    from .sampling import GRIDS, sample_maala, sample_pc, sample_sde
 
     sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
     sa.add_argument("model_dir")
@@ -364,6 +364,14 @@ def _add_sample(sub) -> None:
         help="--adaptive: a Brownian tree, rejected steps retried (ShARK; converges for any "
         "score), or fresh increments with no step rejected (Gotta Go Fast's Euler–Maruyama/Heun "
         "pair; no tree)",
+    )
+    sa.add_argument(
+        "--grid",
+        choices=GRIDS,
+        default="uniform",
+        help="sde, maala: the reverse-SDE steps uniform in t, or sigma: equal steps in "
+        "log Σ(t)/m(t), fine near t → 0 where a uniform grid takes its largest relative steps "
+        "(better for data finer than about 0.1; see docs/diffusion.md)",
     )
     sa.add_argument(
         "--t-mh",
@@ -1058,6 +1066,7 @@ def cmd_sample(args) -> int:
         "rtol": args.rtol,
         "atol": args.atol,
         "noise": args.noise,
+        "grid": args.grid,
     }
     from .checkpoint import ModelDir
 
@@ -1065,7 +1074,7 @@ def cmd_sample(args) -> int:
     is_osq = spec.objective.name == "osq"
     # each method takes its own options; the parser's defaults fill the rest
     wanted = {
-        "sde": ("steps", "adaptive", "rtol", "atol", "noise") if not is_osq else ("steps",),
+        "sde": ("steps", "adaptive", "rtol", "atol", "noise", "grid") if not is_osq else ("steps",),
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
         "maala": (
@@ -1078,6 +1087,7 @@ def cmd_sample(args) -> int:
             "n_therm",
             "instanton",
             "target_acceptance",
+            "grid",
         ),
         # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
         "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
@@ -1090,6 +1100,10 @@ def cmd_sample(args) -> int:
         raise CLIError("--adaptive is for --method sde of a diffusion model")
     if args.adaptive and args.steps is not None:
         raise CLIError("give --steps (fixed steps) or --adaptive, not both")
+    if args.grid != "uniform" and ("grid" not in wanted or args.adaptive):
+        raise CLIError("--grid sets the fixed reverse-SDE steps of --method sde or maala")
+    if args.grid != "uniform" and args.anneal != "sde":
+        raise CLIError("--grid is the reverse SDE's: not with --anneal langevin")
     kw = {k: options[k] for k in wanted if options[k] is not None}
     res = sample_model(
         args.model_dir,

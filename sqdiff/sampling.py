@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._batching import map_batched
 from ._checks import integer
@@ -59,14 +59,17 @@ from .mcmc import (
 from .mcmc.imh import GROUP_FLOW_STEPS, target_log_weights
 from .osq import OptimalSQ, log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
+from .schedules import AbstractSchedule
 from .solvers import solve
 from .stats import kish_ess, pareto_khat, warn_pareto_k
 from .theories.base import AbstractAction
 
 __all__ = [
     "DM_METHODS",
+    "GRIDS",
     "OSQ_METHODS",
     "RescaledScore",
+    "reverse_grid",
     "SampleResult",
     "sample_imh",
     "sample_maala",
@@ -125,17 +128,48 @@ def _nfe_summary(counts) -> dict:
 ADAPTIVE_STOP = 1e-3
 
 
-def _reverse_to(model, action, t_end, steps, adaptive: dict | None = None):
+#: the fixed-step grids of the reverse SDE (`sample_sde`, `sample_maala`'s `grid`)
+GRIDS = ("uniform", "sigma")
+
+
+def reverse_grid(
+    schedule: AbstractSchedule, t_end: float, steps: int, grid: str
+) -> str | Float[Array, " steps+1"]:
+    """`solve`'s `grid` for `steps` reverse-SDE steps from `T` to `t_end`.
+
+    Args:
+        schedule: the model's noise schedule.
+        t_end: where the reverse SDE stops (0 for `sample_sde`, `t_mh` for MAALA).
+        steps: the number of Euler–Maruyama steps.
+        grid: `"uniform"` in `t` (returned as is), or `"sigma"`: equal steps in `log(Σ(t)/m(t))`
+            (`schedule.noise_level_grid`; Song et al. 2021, Eq. (47)). To `t_end = 0` the sigma
+            grid stops at `ADAPTIVE_STOP · T` (Σ(0) = 0) and takes its last step from there.
+    """
+    if grid not in GRIDS:
+        raise ValueError(f"`grid` must be one of {GRIDS}, got {grid!r}.")
+    if grid == "uniform":
+        return "uniform"
+    if t_end > 0:
+        return schedule.noise_level_grid(schedule.T, t_end, steps)
+    if steps < 2:
+        raise ValueError(f"grid='sigma' to t = 0 needs `steps` ≥ 2, got {steps}.")
+    ts = schedule.noise_level_grid(schedule.T, ADAPTIVE_STOP * schedule.T, steps - 1)
+    return jnp.append(ts, 0.0)
+
+
+def _reverse_to(model, action, t_end, steps, adaptive: dict | None = None, grid="uniform"):
     """`key ↦ (φ(t_end), network evaluations)` by the reverse SDE from the prior at `T`:
-    `steps` Euler–Maruyama steps, or adaptive steps with `solve`'s options `adaptive`."""
+    `steps` Euler–Maruyama steps on `grid` (`GRIDS`), or adaptive steps with `solve`'s
+    options `adaptive`."""
     sch, shape = model.schedule, action.config_shape
     rev = Reverse(sch, model, group=action.group)
+    ts = None if adaptive is not None else reverse_grid(sch, t_end, steps, grid)
 
     def one(k):
         k0, k1, k2 = jr.split(k, 3)
         x = rev.prior_sample(k0, shape)
         if adaptive is None:
-            sol = solve(rev, x, sch.T, t_end, key=k1, n_steps=steps)
+            sol = solve(rev, x, sch.T, t_end, key=k1, n_steps=steps, grid=ts)
             return sol.ys[-1], sol.stats["num_evaluations"]
         t_stop = t_end + ADAPTIVE_STOP * sch.T
         sol = solve(rev, x, sch.T, t_stop, key=k1, adaptive=True, **adaptive)
@@ -148,12 +182,17 @@ def _reverse_to(model, action, t_end, steps, adaptive: dict | None = None):
 def sample_sde(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     adaptive: bool = False, rtol: float = 0.02, atol: float = 0.01, noise: str = "tree",
-    batch: int = 256, progress: bool = False,
+    grid: str = "uniform", batch: int = 256, progress: bool = False,
 ) -> SampleResult:  # fmt: skip
     """`n` independent samples by the reverse SDE (Song et al. 2021, Eq. 6) from `T` to 0.
 
     Args:
         steps: Euler–Maruyama steps (fixed grid), unless `adaptive`.
+        grid: the fixed steps' times: `"uniform"` in `t`, or `"sigma"`, equal steps in
+            `log(Σ(t)/m(t))` down to `10⁻³ T` (Song et al. 2021, Eq. (47); `noise_level_grid`),
+            then one step to 0. Better when the data vary on scales ≲ 0.1 (N(0, 0.01): 15 %
+            off at 40 steps against 220 %); no better on the two-Gaussian mixture or φ⁴
+            (docs/diffusion.md, "The reverse SDE's time grid").
         adaptive: per-sample adaptive steps with the mixed tolerance of Gotta Go Fast
             (Jolicoeur-Martineau et al., arXiv:2105.14080) in the RMS norm of the configuration,
             down to `10⁻³ T`; one Euler–Maruyama step from there to 0 (`ADAPTIVE_STOP`).
@@ -166,14 +205,16 @@ def sample_sde(
             flat fields and U(1) only.
     """
     if adaptive:
+        if grid != "uniform":
+            raise ValueError(f"`grid={grid!r}` sets fixed steps: not with `adaptive`.")
         if not (rtol > 0 and atol > 0):
             raise ValueError(f"`rtol` and `atol` must be > 0, got {rtol}, {atol}.")
         tol = {"rtol": float(rtol), "atol": float(atol), "noise": noise}
         one = _reverse_to(model, action, 0.0, None, tol)
         settings = {"adaptive": True, **tol}
     else:
-        one = _reverse_to(model, action, 0.0, integer(steps, "steps"))
-        settings = {"steps": steps}
+        one = _reverse_to(model, action, 0.0, integer(steps, "steps"), grid=grid)
+        settings = {"steps": steps, "grid": grid}
     x, nfe = map_batched(one, jr.split(key, n), batch, progress, "dm-sde")
     return _independent(x, action, "dm-sde", nfe, **settings)
 
@@ -222,10 +263,12 @@ def sample_maala(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     t_mh: float = 0.05, c: float = 0.5, chains: int = 16, thin: int = 1, anneal: str = "sde",
     beta_ratio: float = 1.0, batch: int = 256, progress: bool = False, n_therm: int = 0,
-    instanton: int = 0, target_acceptance: float | None = None,
+    instanton: int = 0, target_acceptance: float | None = None, grid: str = "uniform",
 ) -> SampleResult:  # fmt: skip
     """Exact samples by MAALA: reverse SDE (or annealed Langevin) to `t_mh` (a fraction of T),
-    then Metropolis-adjusted Langevin with the learned drift, `ε = c Σ(t_mh)²`; the first
+    on `grid` (`"uniform"` in `t`, or `"sigma"`: equal steps in `log(Σ/m)`, see
+    `sample_sde`), then Metropolis-adjusted Langevin with the learned drift,
+    `ε = c Σ(t_mh)²`; the first
     `n_therm` MAALA steps of each chain are discarded (burn-in: the chains start from the
     model's samples at `t_mh`, not from the target). With `target_acceptance`, the step
     adapts during those `n_therm` steps (dual averaging from `ε = c Σ(t_mh)²`,
@@ -238,6 +281,11 @@ def sample_maala(
         raise ValueError(f"`c` must be > 0, got {c}.")
     if anneal not in ("sde", "langevin"):
         raise ValueError(f"`anneal` must be 'sde' or 'langevin', got {anneal!r}.")
+    if grid not in GRIDS or (anneal == "langevin" and grid != "uniform"):
+        raise ValueError(
+            f"`grid` must be one of {GRIDS} (the reverse SDE's steps; annealed Langevin has its "
+            f"own geometric levels: leave 'uniform'), got {grid!r} with anneal={anneal!r}."
+        )
     instanton = integer(instanton, "instanton", minimum=0)
     n_therm = integer(n_therm, "n_therm", minimum=0)
     if target_acceptance is not None and n_therm < 20:
@@ -252,7 +300,7 @@ def sample_maala(
     k0, k1 = jr.split(key)
     eps = c * float(sch.marginal_std(t_mh * sch.T)) ** 2
     if anneal == "sde":
-        start_fn = _reverse_to(model, action, t_mh * sch.T, steps)
+        start_fn = _reverse_to(model, action, t_mh * sch.T, steps, grid=grid)
     else:  # 5 Langevin steps on each of `steps` levels
         levels = sch.T * t_mh ** jnp.linspace(0.0, 1.0, steps)
 
@@ -281,7 +329,7 @@ def sample_maala(
     if per_chain == 1:  # final states of independent chains: independent samples
         samples = samples.reshape((1, chains) + tuple(shape))
     settings = {
-        **maala.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal,
+        **maala.settings, "sampler": "dm-maala", "steps": steps, "anneal": anneal, "grid": grid,
         "beta_ratio": beta_ratio, "chains": chains, "thin": thin, "n_therm": n_therm,
         **({"instanton": instanton} if instanton else {}), **tuning,
     }  # fmt: skip

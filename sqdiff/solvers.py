@@ -24,6 +24,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from diffrax import AbstractTerm
 from equinox.internal import ω
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
@@ -393,7 +394,7 @@ def solve(
     probe_key: PRNGKeyArray | None = None,
     brownian: diffrax.AbstractBrownianPath | None = None,
     check_finite: bool = True,
-    grid: Literal["uniform", "geometric"] = "uniform",
+    grid: Literal["uniform", "geometric"] | ArrayLike = "uniform",
     noise: Literal["tree", "fresh"] = "tree",
 ) -> diffrax.Solution:
     r"""Integrate `dynamics` from physical time `t0` to `t1` starting at `y0`.
@@ -418,7 +419,9 @@ def solve(
 
     `grid="geometric"` spaces the fixed steps geometrically in physical time between `t0` and
     `t1` (both > 0): equal steps in `log t`, i.e. in `log σ²` near `t = 0` (the natural grid of a
-    probability flow, whose velocity grows like `1/t` there).
+    probability flow, whose velocity grows like `1/t` there). An array gives the `n_steps + 1`
+    step times themselves, from `t0` to `t1` and monotone: e.g. `schedule.noise_level_grid(T,
+    t1, n_steps)`, equal steps in `log(Σ(t)/m(t))`.
     `ts` (physical times) saves the state there; otherwise only the final state is saved.
     `brownian` drives an SDE by a given diffrax path instead of one made from `key` (e.g. the
     increments drawn up front that optimal SQ differentiates through with checkpointing).
@@ -433,8 +436,8 @@ def solve(
     """
     given_noise = key if brownian is None else brownian
     y0, adaptive, n_steps = _check_arguments(dynamics, y0, given_noise, n_steps, adaptive)
-    if adaptive and grid != "uniform":
-        raise ValueError(f"`grid={grid!r}` is a fixed-step grid: pass `n_steps` with it.")
+    if adaptive and not (isinstance(grid, str) and grid == "uniform"):
+        raise ValueError("`grid` is a fixed-step grid (the steps' times): pass `n_steps` with it.")
     if noise not in ("tree", "fresh"):
         raise ValueError(f"`noise` must be 'tree' or 'fresh', got {noise!r}.")
     s0, s1 = _time_interval(dynamics, t0, t1)
@@ -490,6 +493,8 @@ def _adaptive_controller(dynamics, noise, rtol, atol) -> diffrax.AbstractStepSiz
 
 def _step_grid(dynamics, t0, t1, s0, s1, n_steps, grid, real):
     """The `n_steps + 1` solver times of a fixed-step solve (see `solve`'s `grid`)."""
+    if not isinstance(grid, str):  # the step times themselves
+        return dynamics.physical_time(_given_grid(grid, t0, t1, n_steps, real))
     if grid == "uniform":
         return jnp.linspace(s0, s1, n_steps + 1, dtype=real)
     if grid != "geometric":
@@ -500,6 +505,26 @@ def _step_grid(dynamics, t0, t1, s0, s1, n_steps, grid, real):
     t = jnp.asarray(t0, real) * (jnp.asarray(t1, real) / jnp.asarray(t0, real)) ** frac
     s = dynamics.physical_time(t)
     return s.at[0].set(s0).at[-1].set(s1)
+
+
+def _given_grid(grid, t0, t1, n_steps, real):
+    """`grid` as the step times, checked: `n_steps + 1` of them, from `t0` to `t1`, monotone."""
+    grid = jnp.asarray(grid, real)
+    if grid.shape != (n_steps + 1,):
+        raise ValueError(
+            f"`grid` must be 'uniform', 'geometric' or the {n_steps + 1} step times "
+            f"(n_steps + 1) from t0 to t1, got shape {grid.shape}."
+        )
+    if is_concrete((grid, t0, t1)):
+        g = np.asarray(grid, float)
+        step = np.sign(float(t1) - float(t0)) * np.diff(g)
+        ends = np.allclose([g[0], g[-1]], [float(t0), float(t1)], rtol=1e-6, atol=1e-12)
+        if not (ends and np.all(step > 0)):
+            raise ValueError(
+                f"`grid` must run from t0={t0} to t1={t1} in strictly monotone steps, got "
+                f"{g[0]} … {g[-1]}" + ("" if np.all(step > 0) else " (not monotone)") + "."
+            )
+    return grid.at[0].set(t0).at[-1].set(t1)
 
 
 def _finite_or_error(ys, dynamics, t0, t1, n_steps):

@@ -337,17 +337,24 @@ def toy_model(tmp_path_factory):
 
 
 #: network evaluations per sample at --steps 50 (maala: 64 chains of one sample, --thin 5)
-NFE = {"sde": 50, "ode": 1 + 6 * 50, "pc": 50 * 2, "maala": 50 + 1 + 5, "maala-annealed": 250 + 6}
+NFE = {
+    "sde": 50, "sde-sigma": 50, "ode": 1 + 6 * 50, "pc": 50 * 2, "maala": 50 + 1 + 5,
+    "maala-sigma": 50 + 1 + 5, "maala-annealed": 250 + 6,
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "method", ["sde", "sde-adaptive", "ode", "pc", "maala", "maala-annealed", "imh"]
-)
+    "method",
+    ["sde", "sde-adaptive", "sde-sigma", "ode", "pc", "maala", "maala-annealed", "maala-sigma",
+     "imh"],
+)  # fmt: skip
 def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
     out = toy_model / f"{method}.npz"
     extra = {
         "maala-annealed": ["--anneal", "langevin"],
         "sde-adaptive": ["--adaptive", "--rtol", "0.05"],
+        "sde-sigma": ["--steps", "50", "--grid", "sigma"],
+        "maala-sigma": ["--steps", "50", "--grid", "sigma"],
     }.get(method, ["--steps", "50"])
     argv = ["sample", str(toy_model / "model"), "--n", "64", "--method", method.split("-")[0]]
     argv += ["--chains", "64", "--thin", "5", "--out", str(out), "--quiet", *extra]
@@ -361,6 +368,9 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
         nfe = sq.io.load_ensemble(out).metadata["nfe"]
         assert 4 <= nfe["mean"] < nfe["max"] < 2000, nfe  # two per step, steps per sample
         assert f"per sample: {nfe['mean']:.1f}" in printed
+    if method in ("sde", "maala", "sde-sigma", "maala-sigma"):  # the reverse SDE's grid
+        grid = sq.io.load_ensemble(out).metadata["sampler"]["grid"]
+        assert grid == ("sigma" if method.endswith("sigma") else "uniform")
     assert main(["measure", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     obs = res["observables"]
@@ -406,6 +416,7 @@ def test_generate_with_a_target_acceptance(tmp_path, capsys):
 
 def test_sample_command_bad_input(toy_model, tmp_path, capsys):
     model = str(toy_model / "model")
+    maala = ["sample", model, "--n", "8", "--method", "maala"]
     for argv, msg in [
         (["sample", model, "--n", "8", "--method", "maala", "--t-mh", "1.5"], "--t-mh"),
         (["sample", model, "--n", "8", "--L", "16"], "no lattice size"),
@@ -414,6 +425,9 @@ def test_sample_command_bad_input(toy_model, tmp_path, capsys):
         (["sample", model, "--n", "8", "--method", "pc", "--snr", "0"], "snr"),
         (["sample", model, "--n", "8", "--method", "ode", "--adaptive"], "--method sde"),
         (["sample", model, "--n", "8", "--adaptive", "--steps", "9"], "not both"),
+        (["sample", model, "--n", "8", "--method", "ode", "--grid", "sigma"], "--method sde or"),
+        (["sample", model, "--n", "8", "--adaptive", "--grid", "sigma"], "fixed reverse-SDE"),
+        ([*maala, "--anneal", "langevin", "--grid", "sigma"], "--anneal langevin"),
         (["sample", model, "--n", "8", "--target-acceptance", "0.6"], "--method maala"),
         (
             [

@@ -87,3 +87,35 @@ def test_bad_schedule_arguments():
         sq.VariancePreserving().marginal(-0.1, jnp.ones(3))
     with pytest.raises(TypeError, match="callables"):
         sq.CustomSchedule(1.0, 2.0)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")  # quad near t = 0
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: type(s).__name__)
+def test_noise_level_grid_spaces_log_sigma_equally(schedule):
+    # ς(t_i) = ς(t0) (ς(t1)/ς(t0))^{i/n} for the noise-to-signal ratio ς = Σ/m, checked
+    # against the quadrature m, Σ (independent of sqdiff's closed forms) at every time of the
+    # grid, in both directions
+    T, n = schedule.T, 12
+    a, g = schedule.drift_coeff, schedule.diffusion
+    for t0, t1 in ((T, 1e-3 * T), (0.01 * T, 0.7 * T)):
+        ts = np.asarray(schedule.noise_level_grid(t0, t1, n), np.float64)
+        assert ts.shape == (n + 1,) and ts[0] == np.float32(t0) and ts[-1] == np.float32(t1)
+        assert np.all(np.sign(t1 - t0) * np.diff(ts) > 0)
+        m, sigma = np.array(
+            [_numeric_marginal(lambda s: float(a(s)), lambda s: float(g(s)), t) for t in ts]
+        ).T
+        ratio = sigma / m
+        want = ratio[0] * (ratio[-1] / ratio[0]) ** (np.arange(n + 1) / n)
+        np.testing.assert_allclose(ratio, want, rtol=2e-4)
+
+
+def test_noise_level_grid_bad_input():
+    ve = sq.VarianceExploding(25.0)
+    with pytest.raises(ValueError, match="t1.*> 0"):
+        ve.noise_level_grid(1.0, 0.0, 10)
+    with pytest.raises(ValueError, match=r"t0.*\[0, T\]"):
+        ve.noise_level_grid(1.5, 0.1, 10)
+    with pytest.raises(ValueError, match="differ"):
+        ve.noise_level_grid(0.5, 0.5, 10)
+    with pytest.raises(ValueError, match="n_steps"):
+        ve.noise_level_grid(1.0, 0.1, 0)
