@@ -322,9 +322,8 @@ def _add_train(sub) -> None:
     _add_renamed(t, "train")
 
 
-# long: one argparse declaration per option of `sqdiff sample`
 def _add_sample(sub) -> None:
-    from .sampling import GRIDS, sample_maala, sample_pc, sample_sde
+    from .sampling import sample_pc
 
     sa = sub.add_parser("sample", help="sample a trained model into an ensemble file")
     sa.add_argument("model_dir")
@@ -347,17 +346,40 @@ def _add_sample(sub) -> None:
         help="reverse SDE / ODE steps (default 500; IMH on sun/un: flow steps, default 100; "
         "OSQ: the training steps)",
     )
-    sa.add_argument(
+    sa.add_argument("--seed", type=_SEED, default=0)
+    sa.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_sample_sde(sa.add_argument_group("reverse SDE (--method sde; --grid also maala)"))
+    _add_sample_maala(sa.add_argument_group("MAALA (--method maala)"))
+    pc = sa.add_argument_group("predictor–corrector (--method pc)")
+    pc.add_argument(
+        "--corrector-steps",
+        type=_COUNT0,
+        default=_default(sample_pc, "corrector_steps"),
+        help="pc: Langevin corrector steps",
+    )
+    pc.add_argument(
+        "--snr",
+        type=_POSITIVE,
+        default=_default(sample_pc, "snr"),
+        help="pc: corrector signal-to-noise ratio",
+    )
+
+
+def _add_sample_sde(g) -> None:
+    """`sqdiff sample`'s reverse-SDE options: adaptive steps and the fixed steps' grid."""
+    from .sampling import GRIDS, sample_sde
+
+    g.add_argument(
         "--adaptive",
         action="store_true",
         help="sde: adaptive steps per sample under Gotta Go Fast's mixed tolerance (--rtol, "
         "--atol, --noise) instead of --steps; the evaluations per sample are printed",
     )
     for tol in ("rtol", "atol"):
-        sa.add_argument(
+        g.add_argument(
             f"--{tol}", type=_POSITIVE, default=_default(sample_sde, tol), help=f"--adaptive: {tol}"
         )
-    sa.add_argument(
+    g.add_argument(
         "--noise",
         choices=("tree", "fresh"),
         default=_default(sample_sde, "noise"),
@@ -365,7 +387,7 @@ def _add_sample(sub) -> None:
         "score), or fresh increments with no step rejected (Gotta Go Fast's Euler–Maruyama/Heun "
         "pair; no tree)",
     )
-    sa.add_argument(
+    g.add_argument(
         "--grid",
         choices=GRIDS,
         default="uniform",
@@ -373,62 +395,54 @@ def _add_sample(sub) -> None:
         "log Σ(t)/m(t), fine near t → 0 where a uniform grid takes its largest relative steps "
         "(better for data finer than about 0.1; see docs/diffusion.md)",
     )
-    sa.add_argument(
+
+
+def _add_sample_maala(g) -> None:
+    """`sqdiff sample`'s MAALA options."""
+    from .sampling import sample_maala
+
+    g.add_argument(
         "--t-mh",
         type=_FRACTION,
         default=_default(sample_maala, "t_mh"),
         help="MAALA switch time, fraction of T",
     )
-    sa.add_argument(
+    g.add_argument(
         "--c", type=_POSITIVE, default=_default(sample_maala, "c"), help="MAALA step ε = c Σ(t_mh)²"
     )
-    sa.add_argument(
+    g.add_argument(
         "--chains", type=_COUNT, default=_default(sample_maala, "chains"), help="MAALA chains"
     )
-    sa.add_argument(
+    g.add_argument(
         "--instanton",
         type=_COUNT0,
         default=0,
         help="maala on u1: instanton-insertion moves after every MAALA step (change Q by ±1)",
     )
-    sa.add_argument(
+    g.add_argument(
         "--anneal",
         choices=("sde", "langevin"),
         default="sde",
         help="MAALA: reach t_mh by the reverse SDE or by annealed Langevin (--steps levels)",
     )
-    sa.add_argument(
+    g.add_argument(
         "--target-acceptance",
         type=_FRACTION,
         help="maala: adapt ε during --therm by dual averaging towards this mean acceptance "
         "(from ε = c Σ(t_mh)²; 0.574 is MALA's optimum)",
     )
-    sa.add_argument(
+    g.add_argument(
         "--thin",
         type=_COUNT,
         default=_default(sample_maala, "thin"),
         help="MAALA steps between saved configs",
     )
-    sa.add_argument(
+    g.add_argument(
         "--therm",
         type=_COUNT0,
         default=_default(sample_maala, "n_therm"),
         help="maala: burn-in steps discarded per chain",
     )
-    sa.add_argument(
-        "--corrector-steps",
-        type=_COUNT0,
-        default=_default(sample_pc, "corrector_steps"),
-        help="pc: Langevin corrector steps",
-    )
-    sa.add_argument(
-        "--snr",
-        type=_POSITIVE,
-        default=_default(sample_pc, "snr"),
-        help="pc: corrector signal-to-noise ratio",
-    )
-    sa.add_argument("--seed", type=_SEED, default=0)
-    sa.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_osq(sub) -> None:
@@ -1046,65 +1060,14 @@ def _other_volume(path: str, main):
 
 
 def cmd_sample(args) -> int:
+    from .checkpoint import ModelDir
     from .io import check_output, save_ensemble
     from .sampling import sample_model
 
     check_output(args.out, force=args.force)  # before the compute, not after
-    options = {
-        "steps": args.steps,
-        "t_mh": args.t_mh,
-        "c": args.c,
-        "chains": args.chains,
-        "thin": args.thin,
-        "n_therm": args.therm,
-        "corrector_steps": args.corrector_steps,
-        "snr": args.snr,
-        "anneal": args.anneal,
-        "instanton": args.instanton or None,
-        "target_acceptance": args.target_acceptance,
-        "adaptive": args.adaptive or None,
-        "rtol": args.rtol,
-        "atol": args.atol,
-        "noise": args.noise,
-        "grid": args.grid,
-    }
-    from .checkpoint import ModelDir
-
     spec, _ = ModelDir(args.model_dir).read_spec()  # no weights read: verified once below
     is_osq = spec.objective.name == "osq"
-    # each method takes its own options; the parser's defaults fill the rest
-    wanted = {
-        "sde": ("steps", "adaptive", "rtol", "atol", "noise", "grid") if not is_osq else ("steps",),
-        "ode": ("steps",),
-        "pc": ("steps", "corrector_steps", "snr"),
-        "maala": (
-            "steps",
-            "t_mh",
-            "c",
-            "chains",
-            "thin",
-            "anneal",
-            "n_therm",
-            "instanton",
-            "target_acceptance",
-            "grid",
-        ),
-        # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
-        "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
-    }[args.method]
-    if args.instanton and args.method != "maala":
-        raise CLIError("--instanton is for --method maala (on u1)")
-    if args.target_acceptance is not None and (args.method != "maala" or args.therm < 20):
-        raise CLIError("--target-acceptance adapts --method maala's step during --therm ≥ 20")
-    if args.adaptive and (args.method != "sde" or is_osq):
-        raise CLIError("--adaptive is for --method sde of a diffusion model")
-    if args.adaptive and args.steps is not None:
-        raise CLIError("give --steps (fixed steps) or --adaptive, not both")
-    if args.grid != "uniform" and ("grid" not in wanted or args.adaptive):
-        raise CLIError("--grid sets the fixed reverse-SDE steps of --method sde or maala")
-    if args.grid != "uniform" and args.anneal != "sde":
-        raise CLIError("--grid is the reverse SDE's: not with --anneal langevin")
-    kw = {k: options[k] for k in wanted if options[k] is not None}
+    kw = _sample_options(args, spec)
     res = sample_model(
         args.model_dir,
         args.n,
@@ -1136,6 +1099,52 @@ def cmd_sample(args) -> int:
     from .mcmc import ChainHealth
 
     return _report_health(ChainHealth.from_json(meta["health"]) or ChainHealth(True, ()), args.out)
+
+
+def _sample_options(args, spec) -> dict:
+    """The keyword arguments of `args.method`'s sampler from `sqdiff sample`'s flags (each
+    method takes its own; the parser's defaults fill the rest), after the cross-flag checks."""
+    options = {
+        "steps": args.steps,
+        "t_mh": args.t_mh,
+        "c": args.c,
+        "chains": args.chains,
+        "thin": args.thin,
+        "n_therm": args.therm,
+        "corrector_steps": args.corrector_steps,
+        "snr": args.snr,
+        "anneal": args.anneal,
+        "instanton": args.instanton or None,
+        "target_acceptance": args.target_acceptance,
+        "adaptive": args.adaptive or None,
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "noise": args.noise,
+        "grid": args.grid,
+    }
+    is_osq = spec.objective.name == "osq"
+    maala = ("steps", "t_mh", "c", "chains", "thin", "anneal", "n_therm", "instanton")
+    wanted = {
+        "sde": ("steps", "adaptive", "rtol", "atol", "noise", "grid") if not is_osq else ("steps",),
+        "ode": ("steps",),
+        "pc": ("steps", "corrector_steps", "snr"),
+        "maala": (*maala, "target_acceptance", "grid"),
+        # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
+        "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
+    }[args.method]
+    if args.instanton and args.method != "maala":
+        raise CLIError("--instanton is for --method maala (on u1)")
+    if args.target_acceptance is not None and (args.method != "maala" or args.therm < 20):
+        raise CLIError("--target-acceptance adapts --method maala's step during --therm ≥ 20")
+    if args.adaptive and (args.method != "sde" or is_osq):
+        raise CLIError("--adaptive is for --method sde of a diffusion model")
+    if args.adaptive and args.steps is not None:
+        raise CLIError("give --steps (fixed steps) or --adaptive, not both")
+    if args.grid != "uniform" and ("grid" not in wanted or args.adaptive):
+        raise CLIError("--grid sets the fixed reverse-SDE steps of --method sde or maala")
+    if args.grid != "uniform" and args.anneal != "sde":
+        raise CLIError("--grid is the reverse SDE's: not with --anneal langevin")
+    return {k: options[k] for k in wanted if options[k] is not None}
 
 
 def _theory_params(items) -> dict:
