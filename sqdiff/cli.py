@@ -122,6 +122,14 @@ class _Help(argparse.HelpFormatter):
         return text
 
 
+def _with_default_help(action):
+    """argparse prints no help line for an option without help text: give every option with a
+    default one, so that `--help` shows every default."""
+    if action.option_strings and _has_default(action) and not (action.help or "").strip():
+        action.help = "(default: %(default)s)"
+    return action
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _Help)
@@ -130,12 +138,13 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def add_argument(self, *args, **kwargs):
-        action = super().add_argument(*args, **kwargs)
-        # argparse prints no help line for an option without help text: give every option
-        # with a default one, so that `--help` shows every default
-        if action.option_strings and _has_default(action) and not (action.help or "").strip():
-            action.help = "(default: %(default)s)"
-        return action
+        return _with_default_help(super().add_argument(*args, **kwargs))
+
+    def add_argument_group(self, *args, **kwargs):
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+        group.add_argument = lambda *a, **k: _with_default_help(add(*a, **k))  # type: ignore[method-assign]
+        return group
 
     def error(self, message):
         raise CLIError(message)
@@ -260,12 +269,24 @@ def _add_train(sub) -> None:
     t.add_argument("--lr", type=_POSITIVE, default=TrainConfig.lr)
     t.add_argument("--warmup", type=_COUNT0, default=TrainConfig.warmup)
     t.add_argument("--ema", type=_REAL, default=TrainConfig.ema)
-    t.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
-    t.add_argument("--sigma", type=_POSITIVE, default=25.0, help="VE σ (> 1)")
-    t.add_argument("--beta-min", type=_REAL, default=0.1, help="VP/sub-VP β_min")
-    t.add_argument("--beta-max", type=_REAL, default=20.0, help="VP/sub-VP β_max")
-    t.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
-    t.add_argument(
+    t.add_argument("--steps-per-call", type=_COUNT, default=TrainConfig.steps_per_call)
+    t.add_argument("--seed", type=_SEED, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the model in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = t.add_argument_group("noise schedule")
+    g.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
+    g.add_argument("--sigma", type=_POSITIVE, default=25.0, help="VE σ (> 1)")
+    g.add_argument("--beta-min", type=_REAL, default=0.1, help="VP/sub-VP β_min")
+    g.add_argument("--beta-max", type=_REAL, default=20.0, help="VP/sub-VP β_max")
+    g.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
+    _add_train_network(t.add_argument_group("network"))
+    _add_train_objective(t.add_argument_group("objective"))
+    _add_renamed(t, "train")
+
+
+def _add_train_network(g) -> None:
+    """`sqdiff train`'s network options."""
+    g.add_argument(
         "--model",
         choices=("auto", "mlp", "unet", "local", "multiscale", "u1", "lcnn"),
         default="auto",
@@ -273,20 +294,31 @@ def _add_train(sub) -> None:
         "generate large); multiscale: one local CNN per 2^k block level (--levels), whose range "
         "grows with L",
     )
-    t.add_argument("--width", type=_COUNT, default=64, help="MLP width")
-    t.add_argument(
+    g.add_argument("--width", type=_COUNT, default=64, help="MLP width")
+    g.add_argument(
         "--depth", type=_COUNT, default=3, help="MLP / local / multiscale / link-net / L-CNN depth"
     )
-    t.add_argument(
+    g.add_argument(
         "--channels",
         type=_COUNT,
         default=32,
         help="U-Net / local / multiscale / link-net / L-CNN channels",
     )
-    t.add_argument("--levels", type=_COUNT, default=3, help="U-Net / multiscale levels")
-    t.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
-    t.add_argument("--importance", action="store_true", help="importance-sample t")
-    t.add_argument(
+    g.add_argument("--levels", type=_COUNT, default=3, help="U-Net / multiscale levels")
+    g.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
+    g.add_argument(
+        "--force-skip",
+        action="store_true",
+        help="lcnn, and local/multiscale on phi4: add the drift −∇S of the ensemble's "
+        "couplings with a learned weight (links: 1/(1 + e^a Σ(t)²); phi4: exp(−e^a Σ(t)²)), "
+        "starting from a zero output layer (the score is exact at t → 0)",
+    )
+
+
+def _add_train_objective(g) -> None:
+    """`sqdiff train`'s score-matching objective options."""
+    g.add_argument("--importance", action="store_true", help="importance-sample t")
+    g.add_argument(
         "--objective",
         choices=("dsm", "tsm"),
         default="dsm",
@@ -294,32 +326,20 @@ def _add_train(sub) -> None:
         "mixed in below the --crossover noise, weighted to learn the small-noise score that "
         "MAALA uses; fields and links)",
     )
-    t.add_argument(
+    g.add_argument(
         "--crossover",
         type=_POSITIVE,
         default=None,
         help="tsm: the noise level ς of the hand-over from −∇S to −η/Σ (default: "
         "(N/E‖∇S‖²)^1/2 over the training configurations)",
     )
-    t.add_argument(
-        "--force-skip",
-        action="store_true",
-        help="lcnn, and local/multiscale on phi4: add the drift −∇S of the ensemble's "
-        "couplings with a learned weight (links: 1/(1 + e^a Σ(t)²); phi4: exp(−e^a Σ(t)²)), "
-        "starting from a zero output layer (the score is exact at t → 0)",
-    )
-    t.add_argument(
+    g.add_argument(
         "--dsm-target",
         choices=("gaussian", "wrapped"),
         default="gaussian",
         help="SU(N)/U(N) links: the published Gaussian target −η/σ or the exact conditional "
         "score of the wrapped law on the group",
     )
-    t.add_argument("--steps-per-call", type=_COUNT, default=TrainConfig.steps_per_call)
-    t.add_argument("--seed", type=_SEED, default=0)
-    t.add_argument("--resume", action="store_true", help="continue the model in --out")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_renamed(t, "train")
 
 
 def _add_sample(sub) -> None:
