@@ -1161,7 +1161,9 @@ def _sample_options(args, spec) -> dict:
     if args.adaptive and args.steps is not None:
         raise CLIError("give --steps (fixed steps) or --adaptive, not both")
     if args.grid != "uniform" and ("grid" not in wanted or args.adaptive):
-        raise CLIError("--grid sets the fixed reverse-SDE steps of --method sde or maala")
+        raise CLIError(
+            "--grid sets the fixed reverse-SDE steps of a diffusion model's --method sde or maala"
+        )
     if args.grid != "uniform" and args.anneal != "sde":
         raise CLIError("--grid is the reverse SDE's: not with --anneal langevin")
     return {k: options[k] for k in wanted if options[k] is not None}

@@ -266,15 +266,14 @@ def sample_maala(
     instanton: int = 0, target_acceptance: float | None = None, grid: str = "uniform",
 ) -> SampleResult:  # fmt: skip
     """Exact samples by MAALA: reverse SDE (or annealed Langevin) to `t_mh` (a fraction of T),
-    on `grid` (`"uniform"` in `t`, or `"sigma"`: equal steps in `log(Σ/m)`, see
-    `sample_sde`), then Metropolis-adjusted Langevin with the learned drift,
-    `ε = c Σ(t_mh)²`; the first
+    on `grid` (`"uniform"` in `t`, or `"sigma"`: equal steps in `log(Σ/m)`, see `sample_sde`),
+    then Metropolis-adjusted Langevin with the learned drift, `ε = c Σ(t_mh)²`; the first
     `n_therm` MAALA steps of each chain are discarded (burn-in: the chains start from the
-    model's samples at `t_mh`, not from the target). With `target_acceptance`, the step
-    adapts during those `n_therm` steps (dual averaging from `ε = c Σ(t_mh)²`,
-    `mcmc.tune_step_size`) and the kept steps use the tuned one. On 2D U(1), `instanton = k`
-    follows every MAALA step by `k` instanton-insertion moves (`mcmc.InstantonU1`: exact,
-    change Q by ±1), which the local steps cannot do at large β."""
+    model's samples at `t_mh`, not from the target). With `target_acceptance`, the step adapts
+    during those `n_therm` steps (dual averaging from `ε = c Σ(t_mh)²`, `mcmc.tune_step_size`)
+    and the kept steps use the tuned one. On 2D U(1), `instanton = k` follows every MAALA step
+    by `k` instanton-insertion moves (`mcmc.InstantonU1`: exact, change Q by ±1), which the
+    local steps cannot do at large β."""
     if not 0 < t_mh < 1:
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:
