@@ -1197,35 +1197,7 @@ def cmd_osq(args) -> int:
     except CLIError as e:
         hint = " (the OSQ noise strength is --noise)" if re.search(r"--g\b", str(e)) else ""
         raise CLIError(f"{e}{hint}") from None
-    if action.lattice_shape == ():
-        model, kwargs = "mlp", {"width": args.width, "depth": args.depth}
-    elif name == "phi4" and action.d in (2, 3):
-        model = "unet"
-        kwargs = {"d": action.d, "channels": args.channels, "levels": args.levels}
-    else:
-        raise CLIError(f"no residual network for {action.name} {action.params}")
-    from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, TheorySpec
-
-    objective = {
-        "T": args.T,
-        "g": args.noise,
-        "steps": args.steps,
-        "paths": args.batch,
-        "reference": args.reference,
-        "terminal": args.terminal,
-        "loss": args.loss,
-        "prior": "gaussian",
-        "prior_mean": args.prior_mean,
-        "prior_std": args.prior_std,
-    }
-    spec = ModelSpec(
-        network=NetworkSpec(model, kwargs),
-        schedule=None,
-        objective=ObjectiveSpec("osq", objective),
-        config_shape=tuple(action.config_shape),
-        theory=TheorySpec.of(action),
-        zero_init=True,
-    )
+    spec = _osq_spec(args, action)
     spec.build_objective(action)  # validates the objective before any work
     config = TrainConfig(
         steps=args.iters,
@@ -1242,9 +1214,44 @@ def cmd_osq(args) -> int:
     _loss_plot(args.out, res.losses, f"optimal SQ ({args.loss} loss)")
     print(
         f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} optimal-SQ "
-        f"residual ({model}) for {res.step} steps; final loss {tail:.4f}; model in {args.out}"
+        f"residual ({spec.network.name}) for {res.step} steps; final loss {tail:.4f}; model in "
+        f"{args.out}"
     )
     return 0 if res.status == "done" else 1
+
+
+def _osq_spec(args, action):
+    """The `ModelSpec` of `sqdiff osq`: an MLP residual for a 0-dim action, a U-Net for 2D/3D
+    φ⁴, and the OSQ objective from the flags."""
+    from .specs import ModelSpec, NetworkSpec, ObjectiveSpec, TheorySpec
+
+    if action.lattice_shape == ():
+        model, kwargs = "mlp", {"width": args.width, "depth": args.depth}
+    elif action.name == "phi4" and action.d in (2, 3):
+        model = "unet"
+        kwargs = {"d": action.d, "channels": args.channels, "levels": args.levels}
+    else:
+        raise CLIError(f"no residual network for {action.name} {action.params}")
+    objective = {
+        "T": args.T,
+        "g": args.noise,
+        "steps": args.steps,
+        "paths": args.batch,
+        "reference": args.reference,
+        "terminal": args.terminal,
+        "loss": args.loss,
+        "prior": "gaussian",
+        "prior_mean": args.prior_mean,
+        "prior_std": args.prior_std,
+    }
+    return ModelSpec(
+        network=NetworkSpec(model, kwargs),
+        schedule=None,
+        objective=ObjectiveSpec("osq", objective),
+        config_shape=tuple(action.config_shape),
+        theory=TheorySpec.of(action),
+        zero_init=True,
+    )
 
 
 def cmd_demo(args) -> int:
