@@ -7,6 +7,7 @@ sqdiff measure FILE [--json]
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
 import math
@@ -121,13 +122,13 @@ class _Help(argparse.HelpFormatter):
             text += " (default: %(default)s)"
         return text
 
-
-def _with_default_help(action):
-    """argparse prints no help line for an option without help text: give every option with a
-    default one, so that `--help` shows every default."""
-    if action.option_strings and _has_default(action) and not (action.help or "").strip():
-        action.help = "(default: %(default)s)"
-    return action
+    def _format_action(self, action):
+        # argparse prints no help line for an option without help text: give every option
+        # with a default one (options of the parser and of its argument groups alike)
+        if action.option_strings and _has_default(action) and not (action.help or "").strip():
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,15 +137,6 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         # "-1e-3" is a negative number, not an option (argparse's own pattern misses exponents)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-    def add_argument(self, *args, **kwargs):
-        return _with_default_help(super().add_argument(*args, **kwargs))
-
-    def add_argument_group(self, *args, **kwargs):
-        group = super().add_argument_group(*args, **kwargs)
-        add = group.add_argument
-        group.add_argument = lambda *a, **k: _with_default_help(add(*a, **k))  # type: ignore[method-assign]
-        return group
 
     def error(self, message):
         raise CLIError(message)
