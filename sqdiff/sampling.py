@@ -280,10 +280,10 @@ def sample_maala(
         raise ValueError(f"`c` must be > 0, got {c}.")
     if anneal not in ("sde", "langevin"):
         raise ValueError(f"`anneal` must be 'sde' or 'langevin', got {anneal!r}.")
-    if grid not in GRIDS or (anneal == "langevin" and grid != "uniform"):
+    if anneal == "langevin" and grid != "uniform":  # `reverse_grid` checks the name
         raise ValueError(
-            f"`grid` must be one of {GRIDS} (the reverse SDE's steps; annealed Langevin has its "
-            f"own geometric levels: leave 'uniform'), got {grid!r} with anneal={anneal!r}."
+            f"`grid` sets the reverse SDE's steps; annealed Langevin has its own geometric "
+            f"levels: leave 'uniform', got {grid!r} with anneal={anneal!r}."
         )
     instanton = integer(instanton, "instanton", minimum=0)
     n_therm = integer(n_therm, "n_therm", minimum=0)

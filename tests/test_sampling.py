@@ -61,3 +61,5 @@ def test_grid_bad_input():
         reverse_grid(ve, 0.0, 1, "sigma")
     with pytest.raises(ValueError, match="annealed Langevin"):
         sample_maala(jr.key(0), model, action, 4, anneal="langevin", grid="sigma")
+    with pytest.raises(ValueError, match="`grid` must be one of"):
+        sample_maala(jr.key(0), model, action, 4, steps=5, grid="log")
