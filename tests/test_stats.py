@@ -60,6 +60,21 @@ def test_gamma_method_error_is_calibrated_over_replicas(a):
     assert abs(ratio - 1) < 4 / math.sqrt(2 * 200), ratio
 
 
+@pytest.mark.parametrize("n", [8, 16])
+def test_a_short_series_never_gets_an_error_of_zero(n):
+    """On a few samples Γ(1) can look so negative that the anticorrelated branch's C_F (Geyer's
+    sum) is ≤ 0. It used to be clamped to the smallest float: i.i.d. series of 8 got an error
+    of 1e-155 in 6.5 % of draws. Now τ_int ≥ 1/(2 log10 N) (Stan's and ArviZ's ESS ≤ N log10 N):
+    every draw's error is at least half the independent-sample one, and its ESS is finite."""
+    x = np.random.default_rng(5).normal(size=(2000, n))
+    res = [sq.stats.gamma_method(xi) for xi in x]
+    ratio = np.array([r.error for r in res]) / (x.std(1) / math.sqrt(n))
+    assert ratio.min() > 0.5, ratio.min()
+    floor = 1 / (2 * math.log10(n))
+    assert min(r.tau_int for r in res) == pytest.approx(floor)  # the floor is reached
+    assert all(r.tau_int >= floor * (1 - 1e-12) and r.ess <= n * math.log10(n) + 1e-9 for r in res)
+
+
 def test_gamma_method_derived_quantity_and_replicas():
     rng = np.random.default_rng(3)
     x = rng.normal(2.0, 1.0, size=(4, 5000))
