@@ -51,7 +51,7 @@ else
   U1_SAMPLE=(--steps 200 --n 3200 --chains 64 --thin 10 --therm 1000)
   U1_HMC=(--n 2000 --chains 8 --therm 200)
   SDE=()
-  LIMIT_DM32=150 LIMIT_DM64=170 LIMIT_U1=130 LIMIT_SDE=90 # 540 s at most
+  LIMIT_DM32=150 LIMIT_DM64=170 LIMIT_U1=150 LIMIT_SDE=70 # 540 s at most
 fi
 
 u1() {  # docs/studies/u1.md's commands, at β = 7
