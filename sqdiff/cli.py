@@ -804,6 +804,18 @@ def _measurement_plot(path: str, ens, primaries, results) -> None:
     print(f"figure: {path}", file=sys.stderr)
 
 
+def _report_training(out: str, res, title: str, last: int, what: str) -> int:
+    """The end of `sqdiff train` and `sqdiff osq`: the loss plot, one line (the mean loss over
+    the `last` steps), and the exit code (1 unless training finished)."""
+    import numpy as np
+
+    tail = np.mean(res.losses[-last:]) if res.losses else float("nan")
+    _loss_plot(out, res.losses, title)
+    verb = "stopped (non-finite loss)" if res.status == "nan" else "trained"
+    print(f"{verb} {what}; final loss {tail:.4f}; model in {out}")
+    return 0 if res.status == "done" else 1
+
+
 def _loss_plot(model_dir: str, losses, title: str) -> None:
     """`MODEL_DIR/loss.png`, the training-loss curve (skipped, with a note, without matplotlib)."""
     from .plots import training_loss_figure
@@ -1044,15 +1056,11 @@ def cmd_train(args) -> int:
         args.out, volumes if args.also else data, spec, config, resume=args.resume,
         progress=not args.quiet,
     )  # fmt: skip
-    tail = np.mean(res.losses[-100:]) if res.losses else float("nan")
-    _loss_plot(args.out, res.losses, f"score matching ({spec.network.name})")
-    print(
-        f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} "
-        f"{spec.network.name} for {res.step} steps on "
-        f"{' + '.join(str(v.shape[0]) for v in volumes)} configurations; "
-        f"final loss {tail:.4f}; model in {args.out}"
-    )
-    return 0 if res.status == "done" else 1
+    sizes = " + ".join(str(v.shape[0]) for v in volumes)
+    return _report_training(
+        args.out, res, f"score matching ({spec.network.name})", 100,
+        f"{spec.network.name} for {res.step} steps on {sizes} configurations",
+    )  # fmt: skip
 
 
 def _other_volume(path: str, main):
@@ -1176,8 +1184,6 @@ def _theory_params(items) -> dict:
 
 
 def cmd_osq(args) -> int:
-    import numpy as np
-
     from .train import TrainConfig, train
 
     euclid = ("phi4", *TOYS)
@@ -1202,14 +1208,10 @@ def cmd_osq(args) -> int:
         seed=args.seed,
     )
     res = train(args.out, None, spec, config, resume=args.resume, progress=not args.quiet)
-    tail = np.mean(res.losses[-50:]) if res.losses else float("nan")
-    _loss_plot(args.out, res.losses, f"optimal SQ ({args.loss} loss)")
-    print(
-        f"{'stopped (non-finite loss)' if res.status == 'nan' else 'trained'} optimal-SQ "
-        f"residual ({spec.network.name}) for {res.step} steps; final loss {tail:.4f}; model in "
-        f"{args.out}"
-    )
-    return 0 if res.status == "done" else 1
+    return _report_training(
+        args.out, res, f"optimal SQ ({args.loss} loss)", 50,
+        f"optimal-SQ residual ({spec.network.name}) for {res.step} steps",
+    )  # fmt: skip
 
 
 def _osq_spec(args, action):
