@@ -13,6 +13,11 @@ the training data. Break-even: the DM costs `t_train + N/r_DM` seconds for N eff
 a classical sampler `N/r`; the DM is cheaper beyond `N* = t_train / (1/r − 1/r_DM)` when
 `r_DM > r`, never otherwise.
 
+A rate means nothing for a wrong sampler, so the DM row is checked twice: against the most
+precise classical sampler of the run (its pull; a line starting with `!` beyond 4σ), and by the
+paired drift test of its chains between MAALA step `mh_steps/2` and `mh_steps`
+(`sq.mcmc.relaxation`).
+
 Run: `python benchmarks/bench_dm_vs_hmc.py [--L 32 --kappa 0.27 --iters 1000]`.
 """
 
@@ -63,6 +68,24 @@ def break_even(t_train, r_classical, r_dm):
     if r_dm <= r_classical:
         return None  # never
     return t_train / (1 / r_classical - 1 / r_dm)
+
+
+def agreement(out: dict, names: list[str]) -> dict:
+    """The DM's pull (DM − ref)/σ against the most precise classical sampler of this run, per
+    observable; a line for every |pull| > 4: a fast sampler that is wrong has no rate."""
+    dm, pulls = out["DM+MAALA"], {}
+    for k in ("|M|", "chi2_abs"):
+        ref = min(names, key=lambda n: out[n][k]["value"][1])
+        (v, e), (rv, re) = dm[k]["value"], out[ref][k]["value"]
+        pulls[k] = {"against": ref, "pull": (v - rv) / float(np.hypot(e, re))}
+        if not abs(pulls[k]["pull"]) <= 4:
+            print(
+                f"! DM+MAALA DISAGREES with {ref} on {k}: {v:.4g} ± {e:.2g} against "
+                f"{rv:.4g} ± {re:.2g} ({pulls[k]['pull']:+.1f}σ); its ESS/s is not that of a "
+                "correct sampler",
+                flush=True,
+            )
+    return pulls
 
 
 def main():
@@ -123,16 +146,21 @@ def main():
         t_dm = time.perf_counter() - t0
     finally:
         shutil.rmtree(tmp)
-    x = np.asarray(res.samples)
+    x, relax = np.asarray(res.samples), res.metadata.get("relaxation")
     out["DM+MAALA"] = {
         **rates(action, x, t_dm),
         "acceptance": res.metadata["acceptance"],
         "training_seconds": t_train,
         "nfe_per_sample": res.metadata["nfe"]["mean"],
         "sigma": args.sigma,
+        # the paired drift test of the chains' final states ([]: none seen; None: not run)
+        "not_relaxed": relax["drifting"] if relax else None,
     }
-    print("DM+MAALA", json.dumps(out["DM+MAALA"]), flush=True)
+    if relax and relax["drifting"]:
+        print("!", sq.mcmc.Relaxation.from_json(relax).message(), flush=True)
     dm = out["DM+MAALA"]
+    dm["pull"] = agreement(out, list(classical(action, args.mass2)))
+    print("DM+MAALA", json.dumps(dm), flush=True)
     for name in classical(action, args.mass2):
         r = out[name]
         r["ratio_dm_over_this"] = {

@@ -101,10 +101,10 @@ row() {
 }
 
 row dm32 "$LIMIT_DM32" "$PY" benchmarks/bench_dm_vs_hmc.py "${DM32[@]}" &&
-  grep -E '^(HMC|FA-HMC|HMC\+Wolff|DM\+MAALA) ' "$OUT/dm32.log" >>"$SUMMARY"
+  grep -E '^(HMC|FA-HMC|HMC\+Wolff|DM\+MAALA|!) ' "$OUT/dm32.log" >>"$SUMMARY"
 
 row dm64 "$LIMIT_DM64" "$PY" benchmarks/bench_dm_vs_hmc.py "${DM64[@]}" &&
-  grep -E '^(HMC|FA-HMC|HMC\+Wolff|DM\+MAALA) ' "$OUT/dm64.log" >>"$SUMMARY"
+  grep -E '^(HMC|FA-HMC|HMC\+Wolff|DM\+MAALA|!) ' "$OUT/dm64.log" >>"$SUMMARY"
 
 row u1 "$LIMIT_U1" bash "$SELF" --u1 $( ((SMOKE)) && echo --smoke) &&
   grep -E ' s \(with|^---|plaquette|chi_t|acceptance' "$OUT/u1.log" >>"$SUMMARY"

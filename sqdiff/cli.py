@@ -771,6 +771,10 @@ def cmd_measure(args) -> int:
 
         diagnostics["too_short"] = [k for k, r in results.items() if too_short(r, length[k])]
         diagnostics["chains_disagree"] = [k for k, r in results.items() if chains_disagree(r)]
+    if m.get("relaxation", {}).get("drifting"):  # recorded by MAALA's final-state design
+        drifting, obs = set(m["relaxation"]["drifting"]), ens.action.observables()
+        diagnostics["relaxation"] = m["relaxation"]
+        diagnostics["not_relaxed"] = [k for k in results if k in obs and drifting & set(obs[k][0])]
     if ens.log_weights is not None and first is not None:
         diagnostics.update(ess=first.ess, n=int(ens.log_weights.size), pareto_k=first.pareto_k)
     definitions = {k: v for k, v in ens.action.definitions().items() if k in results}
@@ -844,9 +848,10 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
     print(f"{'observable':<22}{'value':>14}{'error':>12}{'tau_int':>10}")
     short = diagnostics.get("too_short", [])
     disagree = diagnostics.get("chains_disagree", [])
+    unrelaxed = diagnostics.get("not_relaxed", [])
     for k, r in results.items():
         tau = f"{r.tau_int:.2f}" if math.isfinite(r.tau_int) else "-"
-        flag = " !" if k in short or k in disagree else ""
+        flag = " !" if k in short or k in disagree or k in unrelaxed else ""
         print(f"{k:<22}{r.value:>14.6g}{r.error:>12.3g}{tau:>10}{flag}")
     print("errors: Γ-method (autocorrelation included); tau_int in units of saved configurations")
     if diagnostics.get("flow_every", 1) > 1:
@@ -876,6 +881,12 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
             "errors allow (e.g. topology frozen per chain, or chains not relaxed), so the errors "
             "are underestimated"
         )
+    if "relaxation" in diagnostics:
+        from .mcmc import Relaxation
+
+        line += f"; ! {Relaxation.from_json(diagnostics['relaxation']).message()}"
+        if unrelaxed:
+            line += f" (flagged: {', '.join(unrelaxed)})"
     print(line + ("" if health.ok else "; " + "; ".join(health.problems)))
 
 
@@ -1116,7 +1127,10 @@ def cmd_sample(args) -> int:
     if "nfe" in meta:
         nfe = meta["nfe"]
         print(f"network evaluations per sample: {nfe['mean']:.1f} (max {nfe['max']:.0f})")
-    from .mcmc import ChainHealth
+    from .mcmc import ChainHealth, Relaxation
+
+    if meta.get("relaxation", {}).get("drifting"):  # MAALA's final states: still drifting
+        print(f"! {Relaxation.from_json(meta['relaxation']).message()}")
 
     return _report_health(ChainHealth.from_json(meta["health"]) or ChainHealth(True, ()), args.out)
 

@@ -53,10 +53,12 @@ from .mcmc import (
     flow_proposals,
     imh_chain,
     independence_mh,
+    relaxation,
     run_chains,
     tune_step_size,
 )
 from .mcmc.imh import GROUP_FLOW_STEPS, target_log_weights
+from .observables import measure_primaries
 from .osq import OptimalSQ, log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
 from .schedules import AbstractSchedule
@@ -321,10 +323,23 @@ def sample_maala(
         )
     # the MAALA cache is rebuilt after the moves: one more evaluation per step
     sampler = maala if moves is None else Composed(maala, moves)
-    samples, acc = run_chains(
-        sampler, k1, start, per_chain, n_therm=0 if tuning else n_therm, thin=thin,
-        progress=progress,
-    )  # fmt: skip
+    burn = 0 if tuning else n_therm
+    relaxed = None
+    if per_chain == 1 and thin >= 2:  # final states of independent chains: check relaxation
+        h = thin // 2  # each chain kept at step `thin - h` and `thin` (the same steps run)
+        both, acc = run_chains(
+            sampler, k1, start, 2, n_therm=burn + thin % 2, thin=h, progress=progress
+        )  # fmt: skip
+        half, full = (measure_primaries(action, both[:, i : i + 1]) for i in (0, 1))
+        relaxed = relaxation(
+            {k: v[:, 0] for k, v in half.items()}, {k: v[:, 0] for k, v in full.items()},
+            (thin - h, thin),
+        )  # fmt: skip
+        samples = both[:, 1:]
+    else:
+        samples, acc = run_chains(
+            sampler, k1, start, per_chain, n_therm=burn, thin=thin, progress=progress
+        )
     if per_chain == 1:  # final states of independent chains: independent samples
         samples = samples.reshape((1, chains) + tuple(shape))
     settings = {
@@ -342,6 +357,7 @@ def sample_maala(
         if acc.size > 1
         else None,
         "health": health.to_json(),
+        **({"relaxation": relaxed.to_json()} if relaxed is not None else {}),
     }
     # per chain: its start, one drift at the start of MALA, one per MALA step (the drift at
     # the current point is cached); shared out over the chain's samples. Tuning steps make no

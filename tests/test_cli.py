@@ -502,6 +502,25 @@ def test_stuck_maala_is_flagged(toy_model, tmp_path, capsys):
     assert main(["measure", str(out)]) == 2
 
 
+def test_unrelaxed_maala_is_flagged_by_sample_and_measure(toy_model, tmp_path, capsys):
+    # chains started at t_mh = 0.3 T (far wider than the target) keep their state after 4 small
+    # MAALA steps: φ² still falls between step 2 and 4. A warning, not a failure (a statistical
+    # test); `measure` marks the observables built on φ².
+    out = tmp_path / "unrelaxed.npz"
+    argv = ["sample", str(toy_model / "model"), "--n", "256", "--chains", "256", "--method"]
+    argv += ["maala", "--t-mh", "0.3", "--c", "0.1", "--thin", "4", "--steps", "50"]
+    assert main(argv + ["--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "! NOT RELAXED: phi2" in printed and "between step 2 and 4" in printed, printed
+    assert main(["measure", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "! NOT RELAXED" in printed and "(flagged: <phi^2>, " in printed
+    assert [ln for ln in printed.splitlines() if ln.startswith("<phi^2>")][0].endswith(" !")
+    assert main(["measure", str(out), "--json"]) == 0
+    diagnostics = json.loads(capsys.readouterr().out)["diagnostics"]
+    assert "<phi^2>" in diagnostics["not_relaxed"] and diagnostics["relaxation"]["drifting"]
+
+
 def test_demo_runs_end_to_end_small(tmp_path, capsys):
     out = tmp_path / "demo"
     assert (

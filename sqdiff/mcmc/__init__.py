@@ -20,6 +20,7 @@ from .instanton import InstantonInfo, InstantonU1, u1_instanton
 from .integrators import OMELYAN_LAMBDA, leapfrog, omelyan
 from .mala import MAALA, MALA, AbstractDrift, ForceDrift, MALAState, ScoreDrift
 from .proposal import acceptance_probability, langevin_step, metropolis_accept
+from .relaxation import DRIFT_FALSE_ALARM, Relaxation, relaxation
 from .wolff import WolffInfo, WolffPhi4
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AbstractState",
     "AbstractStepSizeSampler",
     "DualAveraging",
+    "DRIFT_FALSE_ALARM",
     "MALA_TARGET_ACCEPTANCE",
     "ChainHealth",
     "MIN_ACCEPTANCE",
@@ -47,6 +49,7 @@ __all__ = [
     "MALAState",
     "OMELYAN_LAMBDA",
     "Proposals",
+    "Relaxation",
     "ScoreDrift",
     "State",
     "WolffInfo",
@@ -58,6 +61,7 @@ __all__ = [
     "independence_mh",
     "u1_instanton",
     "langevin_step",
+    "relaxation",
     "leapfrog",
     "metropolis_accept",
     "omelyan",
