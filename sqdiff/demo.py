@@ -125,6 +125,11 @@ def run_demo(
         ens[name] = x
         if method == "maala":
             maala_acc = meta["acceptance"]
+            relax = meta.get("relaxation")
+            if relax and relax["drifting"]:  # shown even with --quiet: the numbers are suspect
+                from .mcmc import Relaxation
+
+                print(f"! DM+MAALA: {Relaxation.from_json(relax).message()}", flush=True)
 
     # 4. compare
     _log("[4/4] measuring")
