@@ -275,7 +275,10 @@ def sample_maala(
     during those `n_therm` steps (dual averaging from `ε = c Σ(t_mh)²`, `mcmc.tune_step_size`)
     and the kept steps use the tuned one. On 2D U(1), `instanton = k` follows every MAALA step
     by `k` instanton-insertion moves (`mcmc.InstantonU1`: exact, change Q by ±1), which the
-    local steps cannot do at large β."""
+    local steps cannot do at large β. With one sample per chain (`n ≤ chains`) and `thin ≥ 2`,
+    each chain is also measured at step `thin − ⌊thin/2⌋` and the paired drift test
+    (`mcmc.relaxation`) judges whether the final states have forgotten the model's start; its
+    verdict is `metadata["relaxation"]` (the same steps and evaluations as without it)."""
     if not 0 < t_mh < 1:
         raise ValueError(f"`t_mh` must lie in (0, 1) (a fraction of T), got {t_mh}.")
     if not c > 0:

@@ -13,6 +13,7 @@ from .base import (
     State,
     run_chains,
 )
+from .drift import DRIFT_FALSE_ALARM, Relaxation, relaxation
 from .health import MIN_ACCEPTANCE, ChainHealth, chain_health
 from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
@@ -20,7 +21,6 @@ from .instanton import InstantonInfo, InstantonU1, u1_instanton
 from .integrators import OMELYAN_LAMBDA, leapfrog, omelyan
 from .mala import MAALA, MALA, AbstractDrift, ForceDrift, MALAState, ScoreDrift
 from .proposal import acceptance_probability, langevin_step, metropolis_accept
-from .relaxation import DRIFT_FALSE_ALARM, Relaxation, relaxation
 from .wolff import WolffInfo, WolffPhi4
 
 __all__ = [
