@@ -156,8 +156,8 @@ def main():
         # the paired drift test of the chains' final states ([]: none seen; None: not run)
         "not_relaxed": relax["drifting"] if relax else None,
     }
-    if relax and relax["drifting"]:
-        print("!", sq.mcmc.Relaxation.from_json(relax).message(), flush=True)
+    if drifting := sq.mcmc.drift_message(res.metadata):
+        print("!", drifting, flush=True)
     dm = out["DM+MAALA"]
     dm["pull"] = agreement(out, list(classical(action, args.mass2)))
     print("DM+MAALA", json.dumps(dm), flush=True)

@@ -882,9 +882,9 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
             "are underestimated"
         )
     if "relaxation" in diagnostics:
-        from .mcmc import Relaxation
+        from .mcmc import drift_message
 
-        line += f"; ! {Relaxation.from_json(diagnostics['relaxation']).message()}"
+        line += f"; ! {drift_message(diagnostics)}"
         if unrelaxed:
             line += f" (flagged: {', '.join(unrelaxed)})"
     print(line + ("" if health.ok else "; " + "; ".join(health.problems)))
@@ -1127,10 +1127,10 @@ def cmd_sample(args) -> int:
     if "nfe" in meta:
         nfe = meta["nfe"]
         print(f"network evaluations per sample: {nfe['mean']:.1f} (max {nfe['max']:.0f})")
-    from .mcmc import ChainHealth, Relaxation
+    from .mcmc import ChainHealth, drift_message
 
-    if meta.get("relaxation", {}).get("drifting"):  # MAALA's final states: still drifting
-        print(f"! {Relaxation.from_json(meta['relaxation']).message()}")
+    if drifting := drift_message(meta):  # MAALA's final states: still drifting
+        print(f"! {drifting}")
 
     return _report_health(ChainHealth.from_json(meta["health"]) or ChainHealth(True, ()), args.out)
 

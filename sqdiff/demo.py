@@ -125,11 +125,10 @@ def run_demo(
         ens[name] = x
         if method == "maala":
             maala_acc = meta["acceptance"]
-            relax = meta.get("relaxation")
-            if relax and relax["drifting"]:  # shown even with --quiet: the numbers are suspect
-                from .mcmc import Relaxation
+            from .mcmc import drift_message
 
-                print(f"! DM+MAALA: {Relaxation.from_json(relax).message()}", flush=True)
+            if drifting := drift_message(meta):  # shown even with --quiet: numbers are suspect
+                print(f"! DM+MAALA: {drifting}", flush=True)
 
     # 4. compare
     _log("[4/4] measuring")

@@ -261,6 +261,22 @@ def sample_ode(
     return _independent(x, action, "dm-ode", nfe, steps=steps)
 
 
+def _final_states_checked(sampler, key, start, action, burn, thin, progress):
+    """`run_chains` for one kept state per chain after `burn + thin` steps, with each chain
+    also kept at step `thin − ⌊thin/2⌋` (the same steps run) for the paired drift test.
+    Returns `(samples (chains, 1, *config), acceptance, mcmc.Relaxation)`."""
+    h = thin // 2
+    both, acc = run_chains(
+        sampler, key, start, 2, n_therm=burn + thin % 2, thin=h, progress=progress
+    )  # fmt: skip
+    prim = measure_primaries(action, both)  # (chains, 2) each: at step thin − h and thin
+    verdict = relaxation(
+        {k: v[:, 0] for k, v in prim.items()}, {k: v[:, 1] for k, v in prim.items()},
+        (thin - h, thin),
+    )  # fmt: skip
+    return both[:, 1:], acc, verdict
+
+
 def sample_maala(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int = 500,
     t_mh: float = 0.05, c: float = 0.5, chains: int = 16, thin: int = 1, anneal: str = "sde",
@@ -329,16 +345,9 @@ def sample_maala(
     burn = 0 if tuning else n_therm
     relaxed = None
     if per_chain == 1 and thin >= 2:  # final states of independent chains: check relaxation
-        h = thin // 2  # each chain kept at step `thin - h` and `thin` (the same steps run)
-        both, acc = run_chains(
-            sampler, k1, start, 2, n_therm=burn + thin % 2, thin=h, progress=progress
-        )  # fmt: skip
-        half, full = (measure_primaries(action, both[:, i : i + 1]) for i in (0, 1))
-        relaxed = relaxation(
-            {k: v[:, 0] for k, v in half.items()}, {k: v[:, 0] for k, v in full.items()},
-            (thin - h, thin),
-        )  # fmt: skip
-        samples = both[:, 1:]
+        samples, acc, relaxed = _final_states_checked(
+            sampler, k1, start, action, burn, thin, progress
+        )
     else:
         samples, acc = run_chains(
             sampler, k1, start, per_chain, n_therm=burn, thin=thin, progress=progress

@@ -13,7 +13,7 @@ from .base import (
     State,
     run_chains,
 )
-from .drift import DRIFT_FALSE_ALARM, Relaxation, relaxation
+from .drift import DRIFT_FALSE_ALARM, Relaxation, drift_message, relaxation
 from .health import MIN_ACCEPTANCE, ChainHealth, chain_health
 from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
@@ -62,6 +62,7 @@ __all__ = [
     "u1_instanton",
     "langevin_step",
     "relaxation",
+    "drift_message",
     "leapfrog",
     "metropolis_accept",
     "omelyan",

@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import ArrayLike
 from scipy import stats
 
-__all__ = ["DRIFT_FALSE_ALARM", "Relaxation", "relaxation"]
+__all__ = ["DRIFT_FALSE_ALARM", "Relaxation", "drift_message", "relaxation"]
 
 #: the probability that a relaxed run is flagged (all primaries together)
 DRIFT_FALSE_ALARM = 1e-3
@@ -105,3 +105,10 @@ def relaxation(
         t[k] = mean / (sd / np.sqrt(v.size)) if sd > 0 else (0.0 if mean == 0 else np.inf)
     drifting = tuple(k for k, tk in t.items() if not abs(tk) <= threshold)  # nan: flagged
     return Relaxation(tuple(steps), t, drifting, threshold)
+
+
+def drift_message(metadata: dict) -> str:
+    """The `NOT RELAXED` line of an ensemble's recorded verdict (`metadata["relaxation"]`, as
+    `sample_maala` writes it); empty when there is none or nothing drifts."""
+    verdict = metadata.get("relaxation")
+    return Relaxation.from_json(verdict).message() if verdict else ""
