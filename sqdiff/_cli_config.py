@@ -33,7 +33,7 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["apply_config", "config_path", "write_resolved"]
+__all__ = ["apply_config", "config_path", "is_resolved_config", "prepare_resolved"]
 
 _NOT_SAVED = {"command", "config", "debug"}
 
@@ -145,14 +145,36 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
 
 
-def write_resolved(args: argparse.Namespace, out: str) -> str:
-    """Write `OUT.config.toml` beside `out`: every resolved option of this run (None = unset
-    is left out), readable again with `--config`. Returns its path."""
-    from .io import atomic_write
+_HEADER = "# sqdiff {version}: resolved configuration of `sqdiff {command}`"
 
-    path = os.fspath(out).rstrip("/") + ".config.toml"
+
+def resolved_path(out: str) -> str:
+    """Where the resolved configuration of a run writing `out` goes: `OUT.config.toml`."""
+    return os.fspath(out).rstrip("/") + ".config.toml"
+
+
+def is_resolved_config(path: str) -> bool:
+    """Whether `path` is a resolved configuration sqdiff wrote (its first line)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(200)
+    except OSError:
+        return False
+    return first.startswith(b"# sqdiff ") and b": resolved configuration of `sqdiff " in first
+
+
+def prepare_resolved(args: argparse.Namespace, out: str, *, force: bool = False):
+    """Before the compute: check `OUT.config.toml` like any output (`sqdiff.io.check_output`:
+    a user's file, a symlink, a folder or a FIFO there is refused) and write it in full to a
+    temporary file beside it; the caller commits it once `out` is written, or discards it.
+    Every resolved option of this run is recorded (None = unset is left out), readable again
+    with `--config`."""
+    from .io import PendingWrite, check_output
+
+    path = resolved_path(out)
+    check_output(path, force=force, what="resolved configuration", owned=is_resolved_config)
     lines = [
-        f"# sqdiff {__version__}: resolved configuration of `sqdiff {args.command}`",
+        _HEADER.format(version=__version__, command=args.command),
         f"# rerun: sqdiff {args.command} --config {os.path.basename(path)}",
         "",
         f"[{args.command}]",
@@ -163,5 +185,4 @@ def write_resolved(args: argparse.Namespace, out: str) -> str:
         lines.append(f"{key.replace('_', '-')} = {_toml_value(value)}")
     text = "\n".join(lines) + "\n"
     tomllib.load(io.BytesIO(text.encode()))  # what we write must read back
-    atomic_write(path, lambda fh: fh.write(text.encode()))
-    return path
+    return PendingWrite(path, text.encode())

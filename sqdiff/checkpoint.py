@@ -7,7 +7,10 @@ history and the name + SHA-256 of the weights file) and `weights-<step>.eqx` (eq
 `tree_serialise_leaves` of `(params, ema_params, opt_state)`, never pickle). A new weights file
 is written first, then `config.json` is replaced atomically to point at it, then the old
 weights are removed: at every instant the directory holds a complete checkpoint.
-Directories written by sqdiff 0.1 (version-1 specs) load unchanged.
+Directories written by sqdiff 0.1 (version-1 specs, no `config_sha256`) load with
+`ModelDir(path, allow_unverified=True)` only: a checksum that is missing is an error, so that
+deleting it cannot switch the check off. sqdiff never deletes a file it did not write in the
+current run: an interrupted write may leave a `.tmp-*` file behind, which is harmless.
 """
 
 from __future__ import annotations
@@ -137,8 +140,15 @@ def templates(spec: ModelSpec, config: TrainConfig):
 class ModelDir:
     """A model directory on disk: `save` a checkpoint, `load` it (checksum verified once)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, allow_unverified: bool = False):
+        """Args:
+        path: the model directory.
+        allow_unverified: load a `config.json` without its `config_sha256` (written by sqdiff
+            0.1, or with the key removed). Without it such a directory is refused: deleting
+            the checksum must not switch the integrity check off.
+        """
         self.path = os.fspath(path)
+        self.allow_unverified = allow_unverified
 
     def __repr__(self):
         return f"ModelDir({self.path!r})"
@@ -183,23 +193,9 @@ class ModelDir:
                     f"{self.path!r} is being written by another sqdiff process (locked); wait "
                     "for it or choose another folder."
                 ) from None
-            self._clean()
             yield self
         finally:
             os.close(fd)
-
-    def _clean(self) -> None:
-        """Remove temporary files of interrupted writes and weights no checkpoint points at
-        (called under the lock)."""
-        keep = self.read_meta().get("weights") if self.exists() else None
-        for name in os.listdir(self.path):
-            stale_tmp = name.startswith(".tmp-")
-            orphan = name.startswith("weights-") and name.endswith(".eqx") and name != keep
-            if stale_tmp or orphan:
-                try:
-                    os.remove(os.path.join(self.path, name))
-                except FileNotFoundError:
-                    pass
 
     def read_meta(self) -> dict:
         """`config.json`, checked for the fields every checkpoint has."""
@@ -216,6 +212,12 @@ class ModelDir:
         for k in ("spec", "train", "step", "weights", "sha256"):
             if k not in meta:
                 raise ValueError(f"{path!r} lacks {k!r}; not a sqdiff model directory.")
+        if "config_sha256" not in meta and not self.allow_unverified:
+            raise ValueError(
+                f"{path!r} has no config_sha256 checksum (written by sqdiff 0.1, or the key was "
+                "removed), so an edited setting would go unnoticed; load it with "
+                "ModelDir(path, allow_unverified=True) (sqdiff sample --allow-unverified)."
+            )
         if "config_sha256" in meta:  # written since 0.2; 0.1 files have none
             if meta["config_sha256"] != _config_digest(meta):
                 raise ValueError(

@@ -350,6 +350,11 @@ def _add_sample(sub) -> None:
         default="sde",
         help="OSQ models: sde (weighted paths) or imh",
     )
+    sa.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="load a model directory whose config.json has no checksum (sqdiff 0.1)",
+    )
     sa.add_argument("--L", type=_COUNT, help="lattice size (default: the training one)")
     sa.add_argument("--beta", type=_POSITIVE, help="target coupling β (score × β/β0; actions ∝ β)")
     sa.add_argument(
@@ -555,6 +560,12 @@ def _add_measure(sub) -> None:
         "--beta", type=_POSITIVE, help="coupling of an ILDG file without sqdiff metadata"
     )
     m.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="read a sqdiff file that carries no checksum (written before 0.2, or edited); "
+        "the output says so",
+    )
+    m.add_argument(
         "--plot",
         metavar="FIG.png",
         help="also write a figure: Γ-method ρ(t) and τ_int(W) per observable, a histogram of "
@@ -742,7 +753,9 @@ def cmd_measure(args) -> int:
     from .io import load_ensemble
     from .observables import analyze_primaries, measure_primaries
 
-    ens = load_ensemble(args.file, beta=args.beta)
+    if args.plot is not None:  # before any compute, like every output
+        _check_figure(args.plot)
+    ens = load_ensemble(args.file, beta=args.beta, allow_unverified=args.allow_unverified)
     health = _measured_health(ens)
     if not health.ok and not args.force:
         raise CLIError(
@@ -762,6 +775,8 @@ def cmd_measure(args) -> int:
         length.update(dict.fromkeys(flowed, flowed_n))
     m = ens.metadata
     diagnostics = {"acceptance": m["acceptance"], "health": health.to_json()}
+    if not ens.verified:
+        diagnostics["unverified"] = True
     if args.flow is not None:
         diagnostics["flow_every"] = args.flow_every
     if m.get("acceptance_error") is not None:  # MAALA: the spread over independent chains
@@ -798,6 +813,19 @@ def cmd_measure(args) -> int:
     return 0
 
 
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _check_figure(path: str) -> None:
+    """A figure's path, checked before any compute like every output: a known suffix, and
+    nothing there but a figure sqdiff wrote (`sqdiff.io.is_sqdiff_figure`)."""
+    from .io import check_output, is_sqdiff_figure
+
+    if os.path.splitext(path)[1].lower() not in FIGURE_SUFFIXES:
+        raise CLIError(f"--plot {path}: a figure's name ends in {', '.join(FIGURE_SUFFIXES)}")
+    check_output(path, what="figure", owned=is_sqdiff_figure)
+
+
 def _measurement_plot(path: str, ens, primaries, results) -> None:
     from .plots import measurement_figure
 
@@ -806,6 +834,12 @@ def _measurement_plot(path: str, ens, primaries, results) -> None:
     except ImportError as e:
         raise CLIError(f"--plot: {e}") from None
     print(f"figure: {path}", file=sys.stderr)
+
+
+def _check_loss_plot(model_dir: str) -> None:
+    """Before training: `MODEL_DIR/loss.png` may replace only a figure sqdiff wrote."""
+    if os.path.isdir(model_dir):
+        _check_figure(os.path.join(model_dir, "loss.png"))
 
 
 def _report_training(out: str, res, title: str, last: int, what: str) -> int:
@@ -841,6 +875,9 @@ def _print_measurement(meta, results, definitions, diagnostics, health) -> None:
 
     if not health.ok:
         print(f"UNHEALTHY (measured with --force): {'; '.join(health.problems)}")
+    if diagnostics.get("unverified"):
+        print("! UNVERIFIED: this file carries no checksum (read with --allow-unverified); an "
+              "edit of its numbers or settings would not be detected")  # fmt: skip
     shape = f"{meta['n_chains']}×{meta['n_samples']}"
     print(f"{meta['theory']} {meta['params']}  {shape} configurations")
     if "pareto_k" in diagnostics:
@@ -1063,6 +1100,7 @@ def cmd_train(args) -> int:
         volume_batch=args.volume_batch,
     )
     volumes = [data] + [_other_volume(path, ens) for path in args.also]
+    _check_loss_plot(args.out)
     res = train(
         args.out, volumes if args.also else data, spec, config, resume=args.resume,
         progress=not args.quiet,
@@ -1096,11 +1134,12 @@ def cmd_sample(args) -> int:
     from .sampling import sample_model
 
     check_output(args.out, force=args.force)  # before the compute, not after
-    spec, _ = ModelDir(args.model_dir).read_spec()  # no weights read: verified once below
+    model_dir = ModelDir(args.model_dir, allow_unverified=args.allow_unverified)
+    spec, _ = model_dir.read_spec()  # no weights read: verified once below
     is_osq = spec.objective.name == "osq"
     kw = _sample_options(args, spec)
     res = sample_model(
-        args.model_dir,
+        model_dir,
         args.n,
         args.method,
         seed=args.seed,
@@ -1221,6 +1260,7 @@ def cmd_osq(args) -> int:
         checkpoint_every=max(args.steps_per_call, 200),
         seed=args.seed,
     )
+    _check_loss_plot(args.out)
     res = train(args.out, None, spec, config, resume=args.resume, progress=not args.quiet)
     return _report_training(
         args.out, res, f"optimal SQ ({args.loss} loss)", 50,
@@ -1314,12 +1354,23 @@ def main(argv=None) -> int:
             "osq": cmd_osq,
             "demo": cmd_demo,
         }
-        rc = commands[args.command](args)  # 0, or 1 when the written chains look unhealthy
         out = getattr(args, "out", None)
-        if rc in (0, 1) and out is not None and os.path.exists(out):
-            from ._cli_config import write_resolved
+        side = None
+        if out is not None:  # OUT.config.toml: checked and written before the compute
+            from ._cli_config import prepare_resolved
 
-            write_resolved(args, out)
+            side = prepare_resolved(args, out, force=getattr(args, "force", False))
+        try:
+            rc = commands[args.command](args)  # 0, or 1 when the written chains look unhealthy
+        except BaseException:
+            if side is not None:
+                side.discard()
+            raise
+        if side is not None:
+            if rc in (0, 1) and os.path.exists(out):
+                side.commit()
+            else:
+                side.discard()
         return rc
     except CLIError as e:
         print(f"sqdiff: error: {e}", file=sys.stderr)

@@ -5,6 +5,14 @@ chunked per configuration, Fletcher-32 checksummed by HDF5), optional `log_weigh
 `(chains, n)`, and the file attribute `sqdiff_metadata` (the ensemble metadata as JSON, with the
 same SHA-256 content digest as the `.npz` format). Written through `sqdiff.io.atomic_write`.
 
+**A damaged file never reaches the HDF5 library.** A byte-damaged HDF5 file can crash the
+library inside the process (a segfault: no Python exception, nothing printed). So every file
+sqdiff writes starts with a 512-byte HDF5 *user block* (which HDF5 skips) holding a SHA-256 of
+the rest of the file; it is checked with plain Python before h5py opens the file, and a damaged
+file is a `ValueError`. Files without it (written before this check existed) are read only with
+`allow_unverified=True`, and then only after a probe in a separate process has read them
+without crashing.
+
     import h5py, json
     with h5py.File("ens.h5") as f:
         U = f["samples"][0, -1]                       # the last configuration of chain 0
@@ -13,7 +21,11 @@ same SHA-256 content digest as the `.npz` format). Written through `sqdiff.io.at
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import subprocess
+import sys
 from typing import BinaryIO
 
 import numpy as np
@@ -22,6 +34,8 @@ __all__ = ["is_hdf5_ensemble", "read_hdf5", "write_hdf5"]
 
 _ATTR = "sqdiff_metadata"
 _MEMBERS = ("samples", "log_weights")
+_USERBLOCK = 512
+_MAGIC = b"sqdiff-hdf5 sha256 "
 
 
 def _h5py():
@@ -38,27 +52,83 @@ def write_hdf5(fh: BinaryIO, arrays: dict[str, np.ndarray], metadata: dict) -> N
     """Write `arrays` (`samples`, optionally `log_weights`) and `metadata` to an open binary
     file."""
     h5py = _h5py()
-    with h5py.File(fh, "w") as f:
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", userblock_size=_USERBLOCK) as f:
         for name, a in arrays.items():
             a = np.ascontiguousarray(a)
             chunks = (1, 1) + a.shape[2:] if name == "samples" else None
             f.create_dataset(name, data=a, chunks=chunks, fletcher32=chunks is not None)
         f.attrs[_ATTR] = json.dumps(metadata, sort_keys=True)
+    data = buf.getbuffer()
+    header = _MAGIC + hashlib.sha256(data[_USERBLOCK:]).hexdigest().encode() + b"\n"
+    fh.write(header.ljust(_USERBLOCK, b"\0"))
+    fh.write(data[_USERBLOCK:])
+
+
+def _verified(path: str) -> bool:
+    """True when `path` carries sqdiff's whole-file checksum and it matches; False when it has
+    none; a `ValueError` when it does not match (read with plain Python, never with HDF5)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_USERBLOCK)
+            if not head.startswith(_MAGIC):
+                return False
+            h = hashlib.sha256()
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise ValueError(f"cannot read {path!r}: {e.strerror or e}.") from None
+    if head[len(_MAGIC) : len(_MAGIC) + 64] != h.hexdigest().encode():
+        raise ValueError(f"{path!r}: the file does not match its checksum (damaged or edited).")
+    return True
+
+
+_PROBE = """
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    for name in ("samples", "log_weights"):
+        if name in f:
+            f[name][()]
+    dict(f.attrs)
+"""
+
+
+def _probe(path: str) -> None:
+    """Open and read `path` with h5py in a child process: a file that crashes the HDF5 library
+    there is refused here instead of taking this process down."""
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", _PROBE, path], capture_output=True, timeout=600, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{path!r}: the HDF5 library hangs on this file.") from None
+    if r.returncode < 0:
+        raise ValueError(
+            f"{path!r} crashes the HDF5 library (signal {-r.returncode}): a damaged file."
+        )
 
 
 def is_hdf5_ensemble(path: str) -> bool:
-    """Whether `path` is an HDF5 file with sqdiff ensemble metadata."""
+    """Whether `path` is an HDF5 ensemble written by sqdiff (its checksummed user block; the
+    file is not opened with HDF5)."""
     try:
-        h5py = _h5py()
-        with h5py.File(path, "r") as f:
-            return _ATTR in f.attrs and "samples" in f
-    except (OSError, ValueError):
+        with open(path, "rb") as fh:
+            return fh.read(len(_MAGIC)) == _MAGIC
+    except OSError:
         return False
 
 
-def read_hdf5(path: str) -> tuple[dict[str, np.ndarray], dict]:
-    """`(arrays, metadata)` of a sqdiff HDF5 ensemble; an unreadable or corrupted file is a
-    `ValueError` naming it."""
+def read_hdf5(path: str, *, allow_unverified: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """`(arrays, metadata)` of a sqdiff HDF5 ensemble; an unreadable, damaged or corrupted file
+    is a `ValueError` naming it, never a crash. A file without sqdiff's whole-file checksum is
+    read only with `allow_unverified` (after a crash probe in a child process)."""
+    if not _verified(path):
+        if not allow_unverified:
+            raise ValueError(
+                f"{path!r} has no sqdiff file checksum (written before sqdiff 0.2, or not by "
+                "sqdiff); it could be damaged unnoticed: --allow-unverified reads it anyway."
+            )
+        _probe(path)
     h5py = _h5py()
     try:
         with h5py.File(path, "r") as f:

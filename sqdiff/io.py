@@ -50,6 +50,7 @@ class Ensemble(NamedTuple):
     metadata: dict
     action: AbstractAction
     log_weights: np.ndarray | None = None  # (chains, n) importance log-weights, if any
+    verified: bool = True  # False: no checksum (read with `allow_unverified`)
 
 
 def action_from_metadata(meta: dict) -> AbstractAction:
@@ -85,6 +86,36 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+class PendingWrite:
+    """A file written in full now, to a temporary file beside `path` (so that a full disk or a
+    read-only folder fails before the compute, not after), and put in place by `commit()` or
+    removed by `discard()`; nothing else is ever removed."""
+
+    def __init__(self, path: str, data: bytes):
+        self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path)) or "."
+        fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            os.chmod(self._tmp, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self) -> str:
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        try:
+            os.remove(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -111,12 +142,37 @@ def is_ensemble_file(path: str) -> bool:
     return {"samples.npy", "metadata.npy"} <= names
 
 
-def check_output(path: str, *, force: bool = False, what: str = "ensemble") -> None:
+def is_sqdiff_figure(path: str) -> bool:
+    """Whether `path` is a figure sqdiff wrote (PNG, PDF or SVG carrying sqdiff as its
+    creator; see `sqdiff.plots`): the only existing files a figure replaces unasked."""
+    try:
+        if os.path.getsize(path) > 64 << 20:
+            return False
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    marks = {
+        b"\x89PNG": b"Software\x00sqdiff figure",
+        b"%PDF": b"/Creator (sqdiff figure)",
+        b"<?xml": b"<dc:title>sqdiff figure</dc:title>",
+    }
+    return any(data.startswith(magic) and mark in data for magic, mark in marks.items())
+
+
+def check_output(
+    path: str,
+    *,
+    force: bool = False,
+    what: str = "ensemble",
+    owned: Callable[[str], bool] = is_ensemble_file,
+) -> None:
     """Before any compute: a clear `ValueError` unless `path` can take a new `what` file.
 
     Never replaced: directories, FIFOs, devices, sockets. Replaced only with `force`: symlinks
-    (the link itself, not its target) and regular files that are not sqdiff ensembles. The
-    folder must exist and be writable."""
+    (the link itself, not its target) and regular files that sqdiff did not write as a `what`
+    (`owned(path)` is false: for ensembles `is_ensemble_file`, for figures `is_sqdiff_figure`,
+    for `OUT.config.toml` `is_resolved_config`). The folder must exist and be writable."""
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise ValueError(f"`out` must be a file path, got {path!r}.")
     path = os.fspath(path)
@@ -130,15 +186,16 @@ def check_output(path: str, *, force: bool = False, what: str = "ensemble") -> N
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
         if not force:
-            raise ValueError(f"{path!r} is a symbolic link; not replacing it (--force replaces "
-                             "the link, not its target).")  # fmt: skip
+            raise ValueError(f"{path!r} is a symbolic link; not replacing it with a {what} "
+                             "(--force replaces the link, not its target).")  # fmt: skip
         return
     if not stat.S_ISREG(mode):
         raise ValueError(f"{path!r} is not a regular file (a folder, FIFO or device); never "
-                         f"replacing it with an {what}.")  # fmt: skip
-    if not is_ensemble_file(path) and not force:
+                         f"replacing it with a {what}.")  # fmt: skip
+    if not owned(path) and not force:
         raise ValueError(
-            f"{path!r} exists and is not a sqdiff {what}; not replacing it (--force does)."
+            f"{path!r} exists and is not a sqdiff {what}; not replacing it (--force does, where "
+            "the command has it; or choose another path)."
         )
 
 
@@ -311,15 +368,22 @@ def _read_ildg_ensemble(path: str, beta: float | None) -> tuple[dict[str, np.nda
     return {"samples": configs.reshape((chains, n) + configs.shape[1:])}, meta
 
 
-def load_ensemble(path: str, *, beta: float | None = None) -> Ensemble:
+def load_ensemble(
+    path: str, *, beta: float | None = None, allow_unverified: bool = False
+) -> Ensemble:
     """Read an ensemble written by `save_ensemble` (no pickle), checking its structure, its
-    metadata and (files written since 0.2) its content checksum: a corrupted or edited file is
-    a `ValueError`, never different numbers. The format follows the suffix (see the module).
+    metadata and its content checksum: a corrupted or edited file is a `ValueError`, never
+    different numbers, and a damaged file never crashes the process. The format follows the
+    suffix (see the module).
 
     Args:
         path: the file.
         beta: the coupling of a foreign ILDG file (one without sqdiff metadata); its
             configurations are read as one chain of the 4D `sun` theory.
+        allow_unverified: read a sqdiff file that carries no checksum (written before sqdiff
+            0.2, or with its `sha256` removed). Without it such a file is refused, because a
+            deleted checksum would otherwise switch the integrity check off. The result has
+            `verified=False`, and `sqdiff measure` says so.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no ensemble file at {path!r}.")
@@ -331,17 +395,22 @@ def load_ensemble(path: str, *, beta: float | None = None) -> Ensemble:
     elif fmt == "hdf5":
         from .hdf5 import read_hdf5
 
-        arrays, meta = read_hdf5(path)
+        arrays, meta = read_hdf5(path, allow_unverified=allow_unverified)
     else:
         arrays, meta = _read_npz_ensemble(path)
     samples, log_weights = arrays["samples"], arrays.get("log_weights")
     if not isinstance(meta, dict):
         raise ValueError(f"{path!r}: metadata must be a JSON object.")
-    if "sha256" in meta:
-        if meta["sha256"] != _content_digest(arrays, meta):
-            raise ValueError(
-                f"{path!r}: content does not match its checksum (edited or corrupted)."
-            )
+    foreign = fmt == "ildg" and beta is not None  # no sqdiff metadata: SciDAC checksums only
+    verified = foreign or "sha256" in meta
+    if not verified and not allow_unverified:
+        raise ValueError(
+            f"{path!r}: its metadata has no sha256 checksum (written before sqdiff 0.2, or the "
+            "key was removed), so edits cannot be detected; --allow-unverified "
+            "(allow_unverified=True) reads it anyway."
+        )
+    if "sha256" in meta and meta["sha256"] != _content_digest(arrays, meta):
+        raise ValueError(f"{path!r}: content does not match its checksum (edited or corrupted).")
     missing = [k for k in REQUIRED + ("n_chains", "n_samples", "config_shape") if k not in meta]
     if missing:
         raise ValueError(f"{path!r}: metadata lacks {missing}.")
@@ -363,4 +432,4 @@ def load_ensemble(path: str, *, beta: float | None = None) -> Ensemble:
     if not isinstance(meta.get("acceptance"), (int, float)):
         raise ValueError(f"{path!r}: metadata 'acceptance' must be a number.")
     action.group.check_state(samples, f"{path!r}: samples")  # e.g. links not in SU(N)
-    return Ensemble(samples, meta, action, log_weights)
+    return Ensemble(samples, meta, action, log_weights, verified)

@@ -500,7 +500,7 @@ def _target(theory, L, beta):
 
 # long: the argument docs; the body loads once and dispatches through a table
 def sample_model(
-    model_dir: str,
+    model_dir: str | ModelDir,
     n: int,
     method: str = "sde",
     *,
@@ -513,7 +513,8 @@ def sample_model(
     """Draw `n` configurations from the model in `model_dir` (checkpoint verified once).
 
     Args:
-        model_dir: a trained model directory.
+        model_dir: a trained model directory (a path, or a `ModelDir`, e.g. one with
+            `allow_unverified=True`).
         n: configurations to draw.
         method: `sde`, `ode`, `pc`, `maala`, `imh` (diffusion models); `sde`, `imh` (OSQ).
         seed: the PRNG seed.
@@ -523,7 +524,8 @@ def sample_model(
         options: the method's keyword arguments (`steps`, `t_mh`, `c`, `chains`, …).
     """
     n, seed = integer(n, "n"), integer(seed, "seed", 0)
-    ck = ModelDir(model_dir).load()
+    directory = model_dir if isinstance(model_dir, ModelDir) else ModelDir(model_dir)
+    ck = directory.load()
     spec = ck.spec
     is_osq = spec.objective.name == "osq"
     table = OSQ_METHODS if is_osq else DM_METHODS
@@ -559,7 +561,7 @@ def sample_model(
         "seed": seed,
         "health": chain_health(res.samples, independent=True).to_json(),
         **res.metadata,
-        "sampler": {**res.metadata["sampler"], "model_dir": str(model_dir)},
+        "sampler": {**res.metadata["sampler"], "model_dir": directory.path},
     }
     return res._replace(metadata=meta)
 

@@ -74,9 +74,10 @@ def build_osq(spec: ModelSpec | Mapping, residual, action: AbstractAction | None
     return as_model_spec(spec).build_objective(action).process(residual)
 
 
-def load_model(model_dir: str, ema: bool = True):
-    """The trained network of `model_dir` in one call (EMA weights by default)."""
-    return ModelDir(model_dir).load().network(ema)
+def load_model(model_dir: str, ema: bool = True, *, allow_unverified: bool = False):
+    """The trained network of `model_dir` in one call (EMA weights by default;
+    `allow_unverified`: see `ModelDir`)."""
+    return ModelDir(model_dir, allow_unverified=allow_unverified).load().network(ema)
 
 
 def _check_data(objective: AbstractObjective, spec: ModelSpec, data):

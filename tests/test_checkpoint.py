@@ -1,5 +1,5 @@
-"""Model directories: one writer at a time, stale files cleaned, readers never see a config
-pointing at deleted weights, output checked before the compute."""
+"""Model directories: one writer at a time, no file deleted that sqdiff did not write, readers
+never see a config pointing at deleted weights, output checked before the compute."""
 
 import os
 
@@ -29,16 +29,49 @@ def test_a_second_writer_fails_while_the_first_holds_the_lock(tmp_path):
     assert res.step == 4
 
 
-def test_stale_temporary_files_and_orphan_weights_are_cleaned(tmp_path):
+def test_a_refused_or_resumed_run_deletes_no_file_it_did_not_write(tmp_path):
+    # issue 40: a refused `train --out MODEL` deleted weights-*.eqx files, a user's backup too
     d = tmp_path / "m"
     data = jr.normal(jr.key(0), (64,))
     train(str(d), data, SPEC, CFG, progress=False)
-    (d / ".tmp-abc123").write_bytes(b"half a file")  # a killed write
-    (d / "weights-2.eqx").write_bytes(b"an orphan")  # weights no checkpoint points at
+    (d / ".tmp-abc123").write_bytes(b"half a file")  # a killed write: left alone
+    (d / "weights-backup.eqx").write_bytes(b"the user's own copy")
+    (d / "weights-2.eqx").write_bytes(b"an orphan")
+    before = {n: (d / n).read_bytes() for n in os.listdir(d) if n != ".lock"}
+    with pytest.raises(ValueError, match="already holds a model"):  # no resume: refused
+        train(str(d), data, SPEC, CFG, progress=False)
+    other = TrainConfig(steps=6, batch=16, steps_per_call=2, warmup=1)
+    with pytest.raises(ValueError, match="other settings"):  # mismatched: refused
+        train(str(d), data, SPEC, other, resume=True, progress=False)
+    config = d / "config.json"
+    config.write_text(config.read_text().replace('"step": 4', '"step": 3'))  # corrupted
+    with pytest.raises(ValueError, match="changed after sqdiff wrote it"):
+        train(str(d), data, SPEC, CFG, resume=True, progress=False)
+    after = {n: (d / n).read_bytes() for n in os.listdir(d) if n != ".lock"}
+    assert after == {**before, "config.json": after["config.json"]}
+    config.write_text(before["config.json"].decode())
     train(str(d), data, SPEC, TrainConfig(steps=6, batch=8, steps_per_call=2, warmup=1),
           resume=True, progress=False)  # fmt: skip
-    assert sorted(os.listdir(d)) == [".lock", "config.json", "weights-6.eqx"]
+    names = sorted(os.listdir(d))  # the run replaced only the checkpoint it had written
+    assert names == [".lock", ".tmp-abc123", "config.json", "weights-2.eqx", "weights-6.eqx",
+                     "weights-backup.eqx"]  # fmt: skip
+    assert (d / "weights-backup.eqx").read_bytes() == b"the user's own copy"
     load_model(str(d))
+
+
+def test_a_model_without_its_config_checksum_is_refused(tmp_path):
+    import json
+
+    d = tmp_path / "m"
+    train(str(d), jr.normal(jr.key(0), (64,)), SPEC, CFG, progress=False)
+    meta = json.loads((d / "config.json").read_text())
+    del meta["config_sha256"]
+    meta["spec"]["schedule"]["params"]["sigma"] = 30.0  # an edit the checksum would catch
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="no config_sha256 checksum"):
+        load_model(str(d))
+    model = ModelDir(str(d), allow_unverified=True).load()
+    assert model.spec.schedule.build().sigma == 30.0  # read, on request only
 
 
 def test_output_is_checked_before_the_compute(tmp_path):

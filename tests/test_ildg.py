@@ -156,12 +156,14 @@ def test_damaged_files_are_one_line_errors(tmp_path):
         "truncated.lime": (blob[:-500], "truncated"),
         "magic.lime": (b"\0" * 8 + blob[8:], "not a LIME"),
         "empty.lime": (b"", "empty"),
-        "h5junk.h5": (b"not hdf5" * 100, "not a readable HDF5"),
+        "h5junk.h5": (b"not hdf5" * 100, "no sqdiff file checksum"),
     }
     for name, (data, match) in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError, match=match):
             sq.load_ensemble(str(tmp_path / name))
+    with pytest.raises(ValueError, match="not a readable HDF5"):  # probed, then read: refused
+        sq.load_ensemble(str(tmp_path / "h5junk.h5"), allow_unverified=True)
     # wrong size: the format record says L = 3 while the links are L = 2
     wrong = blob.replace(b"<lx>2</lx><ly>2</ly><lz>2</lz><lt>2</lt>",
                          b"<lx>3</lx><ly>3</ly><lz>3</lz><lt>3</lt>")  # fmt: skip

@@ -181,7 +181,9 @@ def test_learned_score_of_gaussian_data_is_exact(tmp_path, schedule):
 def test_version_1_model_directory_still_loads():
     # written by sqdiff 0.1.0 (tests/data/v1_mlp_model: MLP width 8, VE σ = 10, 4 steps)
     d = os.path.join(os.path.dirname(__file__), "data", "v1_mlp_model")
-    ck = ModelDir(d).load()
+    with pytest.raises(ValueError, match="no config_sha256 checksum"):
+        ModelDir(d).load()  # no checksum: only on request
+    ck = ModelDir(d, allow_unverified=True).load()
     assert ck.spec.network == NetworkSpec("mlp", {"width": 8, "depth": 2})
     assert ck.spec.objective == ObjectiveSpec("dsm", {"t_min": 1e-3, "importance": False})
     assert ck.spec.theory is not None and ck.spec.theory.build() == sq.Quartic0D(1.0, 0.4)
