@@ -2,6 +2,7 @@
 
 from . import (
     checkpoint,
+    flows,
     gradient_flow,
     ildg,
     io,
@@ -32,6 +33,7 @@ from .dynamics import (
     divergence_hutchinson,
 )
 from .effective_action import effective_action
+from .flows import SplitStepFlow
 from .gradient_flow import LuscherRK3, analyze_flow, flow_observables, wilson_flow
 from .groups import SU, SUN, U1, UN, AbstractGroup, Euclidean, U
 from .io import Ensemble, load_ensemble, save_ensemble
@@ -76,6 +78,7 @@ from .train import TrainConfig, load_model
 __all__ = [
     "hot_jit",
     "checkpoint",
+    "flows",
     "sampling",
     "sharding",
     "specs",
@@ -93,6 +96,7 @@ __all__ = [
     "TrainConfig",
     "load_model",
     "effective_action",
+    "SplitStepFlow",
     "nn",
     "objectives",
     "train",

@@ -280,11 +280,17 @@ def _add_train_network(g) -> None:
     """`sqdiff train`'s network options."""
     g.add_argument(
         "--model",
-        choices=("auto", "mlp", "unet", "local", "multiscale", "u1", "lcnn"),
+        choices=("auto", "mlp", "unet", "local", "multiscale", "fconv", "u1", "lcnn"),
         default="auto",
         help="local: a finite-receptive-field CNN for φ⁴ that runs on any L (train small, "
         "generate large); multiscale: one local CNN per 2^k block level (--levels), whose range "
-        "grows with L",
+        "grows with L; fconv: per-site features mixed by one D4-symmetric convolution "
+        "(Gerdes et al. 2023), whose exact density costs one pass at any L (sample --method "
+        "imh; --objective reverse-kl)",
+    )
+    g.add_argument("--features", type=_COUNT, default=16, help="fconv: per-site features")
+    g.add_argument(
+        "--radius", type=_COUNT, default=None, help="fconv: kernel half-width (default L/2)"
     )
     g.add_argument("--width", type=_COUNT, default=64, help="MLP width")
     g.add_argument(
@@ -312,11 +318,26 @@ def _add_train_objective(g) -> None:
     g.add_argument("--importance", action="store_true", help="importance-sample t")
     g.add_argument(
         "--objective",
-        choices=("dsm", "tsm"),
+        choices=("dsm", "tsm", "reverse-kl"),
         default="dsm",
         help="denoising score matching, or target score matching (the target score −∇S "
         "mixed in below the --crossover noise, weighted to learn the small-noise score that "
-        "MAALA uses; fields and links)",
+        "MAALA uses; fields and links), or reverse KL E_q[log q + S] through the exact density "
+        "of the split-step map (--model fconv; the ensemble gives the theory and data scale "
+        "only; --init a DSM model to fine-tune it)",
+    )
+    g.add_argument(
+        "--flow-steps",
+        type=_COUNT,
+        default=32,
+        help="reverse-kl: steps of the split-step map (sample --method imh uses the same)",
+    )
+    g.add_argument(
+        "--init",
+        metavar="MODEL",
+        default=None,
+        help="start from the weights of MODEL (same network and schedule), e.g. fine-tune a "
+        "DSM-trained fconv model by --objective reverse-kl",
     )
     g.add_argument(
         "--crossover",
@@ -990,6 +1011,11 @@ def _network_kwargs(kind: str, args, action) -> dict:
             "levels": args.levels,
             "antisymmetric": args.antisymmetric,
         },
+        "fconv": {
+            "d": len(action.lattice_shape),
+            "features": args.features,
+            "radius": args.radius or max(1, action.lattice_shape[0] // 2),
+        },
         "u1": {"channels": args.channels, "depth": args.depth},
         "lcnn": {
             "group": action.group.name,
@@ -1016,7 +1042,10 @@ def _network_kwargs(kind: str, args, action) -> dict:
 
 def model_spec(args, action, data=None):
     """The `ModelSpec` for an ensemble's theory and the options (`data`: the training
-    configurations, for the default `--crossover` of target score matching)."""
+    configurations, for the default `--crossover` of target score matching and fconv's data
+    scale)."""
+    import numpy as np
+
     from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
 
     kind = args.model
@@ -1034,6 +1063,8 @@ def model_spec(args, action, data=None):
             args.schedule, {"beta_min": args.beta_min, "beta_max": args.beta_max, "T": args.T}
         )
     kwargs = _network_kwargs(kind, args, action)
+    if kind == "fconv" and data is not None:  # the data's scale, for c_in and the skip
+        kwargs["data_std"] = float(np.std(np.asarray(data))) or 1.0
     group = GroupSpec.of(action.group)
     from .nn import NETWORKS
 
@@ -1047,6 +1078,10 @@ def model_spec(args, action, data=None):
             raise CLIError(f"--dsm-target {args.dsm_target} is for SU(N)/U(N) links")
         settings["target"] = args.dsm_target
     name = "dsm" if action.group.is_vector_space else "group_dsm"
+    if args.objective == "reverse-kl":
+        if kind != "fconv":
+            raise CLIError("--objective reverse-kl needs --model fconv (an exact density)")
+        name, settings = "reverse_kl", {"steps": args.flow_steps, "samples": args.batch}
     if args.objective == "tsm":
         from .objectives import crossover_scale
 
@@ -1072,6 +1107,7 @@ def cmd_train(args) -> int:
     import numpy as np
 
     from .io import load_ensemble
+    from .objectives import ReverseKL
     from .train import TrainConfig, train
 
     ens = load_ensemble(args.ensemble)
@@ -1101,15 +1137,21 @@ def cmd_train(args) -> int:
     )
     volumes = [data] + [_other_volume(path, ens) for path in args.also]
     _check_loss_plot(args.out)
+    objective = spec.build_objective(ens.action)
     res = train(
-        args.out, volumes if args.also else data, spec, config, resume=args.resume,
-        progress=not args.quiet,
+        args.out, (volumes if args.also else data) if objective.needs_data else None, spec,
+        config, resume=args.resume, progress=not args.quiet, init_from=args.init,
     )  # fmt: skip
     sizes = " + ".join(str(v.shape[0]) for v in volumes)
-    return _report_training(
-        args.out, res, f"score matching ({spec.network.name})", 100,
-        f"{spec.network.name} for {res.step} steps on {sizes} configurations",
-    )  # fmt: skip
+    what = f"{spec.network.name} for {res.step} steps on {sizes} configurations"
+    title = f"score matching ({spec.network.name})"
+    if isinstance(objective, ReverseKL):
+        ess = objective.ess(res.model, jax.random.key(args.seed + 1), 1024)
+        print(f"ESS per draw of the split-step map: {ess:.3f} (1024 fresh draws)")
+        what = f"{spec.network.name} for {res.step} steps by reverse KL (no data: the ensemble "
+        what += "gave the theory and the data scale)"
+        title = f"reverse KL ({spec.network.name})"
+    return _report_training(args.out, res, title, 100, what)
 
 
 def _other_volume(path: str, main):

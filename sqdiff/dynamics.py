@@ -36,6 +36,7 @@ import lineax as lx
 from jaxtyping import Array, ArrayLike, PRNGKeyArray, PyTree
 
 from .groups import AbstractGroup, Euclidean
+from .nn.base import AbstractExactDivergenceNetwork
 from .preconditioners import AbstractKernel, as_kernel
 from .schedules import AbstractSchedule
 from .theories.base import AbstractAction
@@ -313,8 +314,10 @@ class ProbabilityFlow(_ScheduleDynamics):
     (instantaneous change of variables; Chen et al., NeurIPS 2018, Thm. 1).
 
     State: the pair `(φ, Δ)`, integrated in physical time in either direction.
-    `divergence="exact"` traces the Jacobian (small systems); `"hutchinson"` uses one fixed
-    Rademacher probe per solve (Grathwohl et al., FFJORD, ICLR 2019), unbiased for `log p`.
+    `divergence="exact"` traces the Jacobian (small systems), or, for a score network that
+    knows its own Jacobian diagonal (`sqdiff.nn.AbstractExactDivergenceNetwork`: `FeatureConv`),
+    sums it in one pass at any size; `"hutchinson"` uses one fixed Rademacher probe per solve
+    (Grathwohl et al., FFJORD, ICLR 2019), unbiased for `log p`.
 
     On U(1) angles (`group=U1()`, VE schedule, a score network periodic in every angle) the
     velocity `−½ g² s` is a periodic field, so the flow is a diffeomorphism of the torus and the
@@ -368,6 +371,22 @@ class ProbabilityFlow(_ScheduleDynamics):
         kick = -0.5 * self.schedule.diffusion(t) ** 2 * self.score(t, phi)
         return kick if self.schedule.drift_free else self.schedule.drift_coeff(t) * phi + kick
 
+    @property
+    def one_pass_divergence(self) -> bool:
+        """Whether the score network knows its own divergence (`AbstractExactDivergenceNetwork`,
+        e.g. `FeatureConv`): `divergence="exact"` then costs one pass, with no Jacobian, on
+        scalar fields of any size."""
+        return self.group.is_vector_space and isinstance(self.score, AbstractExactDivergenceNetwork)
+
+    def velocity_divergence(self, t, phi):
+        """`∇·v = a(t)·n − ½ g(t)² ∇·s`, from the network's one-pass divergence."""
+        if not isinstance(self.score, AbstractExactDivergenceNetwork):
+            raise ValueError("this flow's score does not know its own divergence.")
+        div = -0.5 * self.schedule.diffusion(t) ** 2 * self.score.divergence(t, phi)
+        if self.schedule.drift_free:
+            return div
+        return div + self.schedule.drift_coeff(t) * jnp.size(phi)
+
     def prior_logp(self, z: Array) -> Array:
         """Log-density of the prior at `t = T`: `N(0, Σ(T)²)` per site, wrapped onto the circle
         for U(1) angles (`log` of `(1/2π)[1 + 2 Σ_k e^{−k²Σ²/2} cos kz]`, Jacobi's dual series,
@@ -417,6 +436,10 @@ class ProbabilityFlow(_ScheduleDynamics):
 
             def div(t, phi):
                 return divergence_hutchinson(lambda x: self.velocity(t, x), phi, probe)
+        elif self.one_pass_divergence:
+
+            def div(t, phi):
+                return self.velocity_divergence(t, phi)
         else:
 
             def div(t, phi):

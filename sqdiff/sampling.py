@@ -45,6 +45,7 @@ from ._batching import map_batched
 from ._checks import integer
 from .checkpoint import ModelDir
 from .dynamics import ProbabilityFlow, Reverse
+from .flows import SplitStepFlow
 from .mcmc import (
     MAALA,
     Composed,
@@ -52,12 +53,12 @@ from .mcmc import (
     chain_health,
     flow_proposals,
     imh_chain,
-    independence_mh,
     relaxation,
     run_chains,
     tune_step_size,
 )
-from .mcmc.imh import GROUP_FLOW_STEPS, target_log_weights
+from .mcmc.imh import GROUP_FLOW_STEPS, Proposals, target_log_weights
+from .nn.base import NETWORKS, AbstractExactDivergenceNetwork
 from .observables import measure_primaries
 from .osq import OptimalSQ, log_z_estimate
 from .predictor_corrector import annealed_langevin, predictor_corrector
@@ -384,19 +385,31 @@ def sample_maala(
 
 def sample_imh(
     key: PRNGKeyArray, model, action: AbstractAction, n: int, *, steps: int | None = None,
-    batch: int = 256, progress: bool = False,
+    batch: int = 256, progress: bool = False, reweight: bool = False,
 ) -> SampleResult:  # fmt: skip
-    """The exact independence-MH chain through `n` probability-flow proposals. Flat fields:
-    exact divergence, adaptive at rtol = atol = 1e-6 (log q within ~3e-3 of rtol 1e-7 on U(1)
-    L = 8). SU(N)/U(N): `steps` (default 100) Lie-group RK3 steps on a geometric time grid,
-    each with its exact Jacobian (`LogDetSolver`), so log q is exact for the map applied."""
+    """The exact independence-MH chain through `n` probability-flow proposals (or, with
+    `reweight`, the `n` proposals themselves with their importance log-weights).
+
+    - A network whose Jacobian is triangular per sublattice (`FeatureConv(checkerboard=True)`,
+      `sqdiff train --model fconv`): the even/odd split-step map of `steps` steps (default: the
+      model's reverse-KL steps, else `SPLIT_STEP_STEPS`), `log q` exact for the map applied in
+      one network pass per half step; any lattice size (`sqdiff.flows.SplitStepFlow`).
+    - Other networks on flat fields: exact divergence by Jacobian, adaptive at
+      rtol = atol = 1e-6 (log q within ~3e-3 of rtol 1e-7 on U(1) L = 8); at most
+      `IMH_MAX_SITES` coordinates.
+    - SU(N)/U(N): `steps` (default 100) Lie-group RK3 steps on a geometric time grid, each with
+      its exact Jacobian (`LogDetSolver`), so log q is exact for the map applied."""
     shape = action.config_shape
     group = action.group
+    if split_step_capable(model):
+        return _sample_split_step(key, model, action, n, steps, batch, progress, reweight)
     dims = int(np.prod(group.noise_shape(group.lattice_of(tuple(shape)))))
     if dims > IMH_MAX_SITES:
         raise ValueError(
-            f"IMH needs the exact Jacobian: at most {IMH_MAX_SITES} coordinates, got {dims}; "
-            "use method='maala'."
+            f"this network ({type(model).__name__}) has no one-pass divergence, so IMH needs the "
+            f"exact Jacobian: at most {IMH_MAX_SITES} coordinates, got {dims}. Networks with an "
+            f"exact density at any volume: {', '.join(split_step_networks())} (sqdiff train "
+            "--model fconv); or use method='maala'."
         )
     flow = ProbabilityFlow(model.schedule, model, divergence="exact", group=group)
     if flow.step_jacobian and steps is None:
@@ -405,14 +418,52 @@ def sample_imh(
     props = flow_proposals(
         k0, flow, shape, n, rtol=1e-6, atol=1e-6, batch=batch, progress=progress, steps=steps
     )
-    chain, accepted = independence_mh(k1, action, props)
-    k = pareto_khat(np.asarray(target_log_weights(action, props)))
+    sampler = {"sampler": "dm-imh", **({} if steps is None else {"steps": steps})}
+    return _imh_result(k1, action, props, sampler, reweight)
+
+
+#: split-step map steps of an IMH proposal when neither the caller nor the model gives any
+SPLIT_STEP_STEPS = 32
+
+
+def split_step_capable(model) -> bool:
+    """Whether `model` gives an exact density at any volume through `SplitStepFlow`."""
+    return isinstance(model, AbstractExactDivergenceNetwork) and model.sublattice_triangular
+
+
+def split_step_networks() -> list[str]:
+    """The registered networks with a one-pass divergence (the exact density at any volume)."""
+    return [k for k in NETWORKS.names() if issubclass(NETWORKS[k], AbstractExactDivergenceNetwork)]
+
+
+def _sample_split_step(key, model, action, n, steps, batch, progress, reweight):
+    if not action.group.is_vector_space:
+        raise ValueError(f"the split-step map is for scalar fields, not {action.group}.")
+    steps = SPLIT_STEP_STEPS if steps is None else integer(steps, "steps")
+    flow = SplitStepFlow(model, steps)
+    flow.check_invertible(action.config_shape[0])  # a bijection, so log q is exact
+    shape = tuple(action.config_shape)
+    k0, k1 = jr.split(key)
+    x, log_q = map_batched(
+        lambda k: flow.sample_and_log_prob(k, shape), jr.split(k0, n), batch, progress,
+        "split-step proposals",
+    )  # fmt: skip
+    sampler = {"sampler": "dm-imh-split-step", "steps": steps}
+    return _imh_result(k1, action, Proposals(x, log_q), sampler, reweight)
+
+
+def _imh_result(key, action, props, sampler: dict, reweight: bool) -> SampleResult:
+    """The IMH chain through `props` (or the weighted proposals), with ESS and Pareto k̂."""
+    log_w = np.asarray(target_log_weights(action, props), np.float64)
+    k = pareto_khat(log_w)
     warn_pareto_k(k, "IMH proposal weights")
-    meta = {
-        "sampler": {"sampler": "dm-imh", **({} if steps is None else {"steps": steps})},
-        "acceptance": float(jnp.mean(accepted)),
-        "pareto_k": k,
-    }
+    meta = {"sampler": sampler, "pareto_k": k, "ess": kish_ess(log_w)}
+    if reweight:
+        meta["acceptance"] = 1.0
+        meta["sampler"] = {**sampler, "sampler": sampler["sampler"] + "-reweight"}
+        return SampleResult(np.asarray(props.x)[None], meta, action, log_w[None])
+    chain, accepted = imh_chain(key, props.x, jnp.asarray(log_w))
+    meta["acceptance"] = float(jnp.mean(accepted))
     return SampleResult(np.asarray(chain)[None], meta, action)
 
 
@@ -554,6 +605,8 @@ def sample_model(
         _check_runs_on(model, action)
         if method == "maala":
             options["beta_ratio"] = beta_ratio
+        if method == "imh" and spec.objective.name == "reverse_kl":  # the map it was trained as
+            options.setdefault("steps", dict(spec.objective.kwargs).get("steps", 32))
         res = table[method](key, model, action, n, **options)
     meta = {
         "theory": action.name,

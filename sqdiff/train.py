@@ -281,6 +281,7 @@ def train(
     action: AbstractAction | None = None,
     resume: bool = False,
     progress: bool = True,
+    init_from: str | ModelDir | None = None,
 ) -> TrainResult:
     """Train (or with `resume=True` continue) the model `spec` into `model_dir`.
 
@@ -297,6 +298,9 @@ def train(
             records no named theory, e.g. a custom `S(φ)`.
         resume: continue the checkpoint in `model_dir` (same spec and settings).
         progress: a progress line on stderr.
+        init_from: start from the (EMA) weights of another model directory with the same
+            network, schedule and shape, e.g. a DSM-trained score network fine-tuned by
+            reverse KL (`objective="reverse_kl"`); a fresh optimiser state. Not with `resume`.
 
     Stops early with status "nan" if a loss or weight becomes non-finite, after saving the last
     finite state.
@@ -308,11 +312,26 @@ def train(
     data = _check_data(objective, spec, data)
     if data is not None and not resume:
         _warn_narrow_prior(spec, data)
+    if init_from is not None and resume:
+        raise ValueError("give `resume` or `init_from`, not both.")
+    init = None if init_from is None else _initial_weights(init_from, spec)
     with directory.lock():
         model, state, step, losses = _start(directory, spec, config, resume)
+        if init is not None:
+            state = (init, init, make_optimizer(config).init(init))
         if data is not None:
             _check_model_takes(model, data)
         return _loop(directory, spec, config, objective, data, model, state, step, losses, progress)
+
+
+def _initial_weights(source: str | ModelDir, spec: ModelSpec):
+    """The EMA weights of `source`, checked to fit `spec`'s network."""
+    ck = (source if isinstance(source, ModelDir) else ModelDir(source)).load()
+    same = ("network", "schedule", "config_shape", "group")
+    diff = [k for k in same if getattr(ck.spec, k) != getattr(spec, k)]
+    if diff:
+        raise ValueError(f"`init_from` {ck.spec.network.name} model differs in {diff}.")
+    return ck.state[1]
 
 
 def _loop(directory, spec, config, objective, data, model, state, step, losses, progress):

@@ -936,3 +936,29 @@ def test_train_lcnn_with_the_force_skip(tmp_path, capsys):
     assert spec.objective.kwargs["crossover"] == pytest.approx(crossover, rel=1e-6)
     assert main(["train", phi, "--out", str(tmp_path / "m3"), "--crossover", "0.5"]) == 2
     assert "--crossover is a setting of --objective tsm" in capsys.readouterr().err
+
+
+def test_train_fconv_by_reverse_kl_and_sample_imh_beyond_the_old_cap(tmp_path, capsys):
+    """`--model fconv --objective reverse-kl` trains with no data (the ensemble gives the theory
+    and σ_d), reports the ESS, and `sample --method imh` runs at 18² = 324 sites (the
+    Jacobian path's cap is 256) with the map's own step count; `--init` fine-tunes."""
+    ens, m, m2, out = (str(tmp_path / n) for n in ("e.npz", "m", "m2", "s.npz"))
+    gen = ["generate", "phi4", "--L", "18", "--kappa", "0.2", "--lam", "0.1", "--n", "8"]
+    assert main([*gen, "--out", ens, "--quiet"]) == 0
+    tr = ["train", ens, "--model", "fconv", "--objective", "reverse-kl", "--iters", "40",
+          "--batch", "16", "--flow-steps", "4", "--features", "4", "--quiet"]  # fmt: skip
+    assert main([*tr, "--out", m]) == 0
+    text = capsys.readouterr().out
+    assert "ESS per draw of the split-step map" in text and "by reverse KL" in text
+    spec = sq.ModelDir(m).load().spec
+    assert spec.objective.name == "reverse_kl" and spec.objective.kwargs["steps"] == 4
+    assert 0.2 < spec.network.kwargs["data_std"] < 2.0  # measured on the ensemble
+    assert main([*tr, "--out", m2, "--init", m]) == 0  # fine-tunes from m's weights
+    capsys.readouterr()
+    assert main(["sample", m, "--method", "imh", "--n", "32", "--out", out, "--quiet"]) == 0
+    ens_out = sq.load_ensemble(out)
+    assert ens_out.samples.shape == (1, 32, 18, 18)
+    assert ens_out.metadata["sampler"]["sampler"] == "dm-imh-split-step"
+    assert ens_out.metadata["sampler"]["steps"] == 4 and "pareto_k" in ens_out.metadata
+    assert main([*tr, "--out", str(tmp_path / "m3"), "--model", "local"]) == 2
+    assert "needs --model fconv" in capsys.readouterr().err

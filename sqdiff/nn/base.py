@@ -18,7 +18,7 @@ from jaxtyping import Array, Float
 from ..registry import Registry
 from ..schedules import AbstractSchedule
 
-__all__ = ["AbstractScoreNetwork", "NETWORKS", "zero_output"]
+__all__ = ["AbstractExactDivergenceNetwork", "AbstractScoreNetwork", "NETWORKS", "zero_output"]
 
 
 class AbstractScoreNetwork(eqx.Module):
@@ -36,6 +36,36 @@ class AbstractScoreNetwork(eqx.Module):
     def output_layer(self) -> tuple[Array, ...]:
         """The weights and biases of the layers that produce the output (zeroed by
         `zero_output`): `(weight, bias)` of the last layer, or of every branch's last layer."""
+
+
+class AbstractExactDivergenceNetwork(AbstractScoreNetwork):
+    """A score network that knows its Jacobian's diagonal `∂s_x/∂φ_x` in closed form, in one
+    pass (scalar fields). `sqdiff.ProbabilityFlow` takes its divergence from it instead of a
+    Jacobian or a Hutchinson probe, and `sqdiff.flows.SplitStepFlow` builds an exact density
+    from it when `sublattice_triangular` holds."""
+
+    #: the data's per-site scale σ_d the network's Gaussian skip assumes (None: no skip); the
+    #: split-step map starts from `N(0, m(T)²σ_d² + Σ(T)²)`, the noised data's Gaussian part
+    data_std: eqx.AbstractVar[float | None]
+
+    @abc.abstractmethod
+    def jacobian_diagonal(self, t: Float[Array, ""], x: Array, /) -> Array:
+        """`∂s_x/∂φ_x` at every site, of `x`'s shape."""
+
+    def divergence(self, t: Float[Array, ""], x: Array, /) -> Float[Array, ""]:
+        """`∇·s = Σ_x ∂s_x/∂φ_x`."""
+        return jnp.sum(self.jacobian_diagonal(t, x))
+
+    @property
+    @abc.abstractmethod
+    def sublattice_triangular(self) -> bool:
+        """Whether `s_x` depends on the sites of its own (even/odd) sublattice only through
+        `φ_x` itself: then moving the even sites, then the odd ones, is a map with a
+        triangular Jacobian."""
+
+    @abc.abstractmethod
+    def diagonal_bound(self, t: Float[Array, ""], L: int, /) -> tuple[Array, Array]:
+        """`(a, b)` with `a − b ≤ ∂s_x/∂φ_x ≤ a + b` for every field on an `L^d` lattice."""
 
 
 def zero_output(model: AbstractScoreNetwork) -> AbstractScoreNetwork:
