@@ -30,6 +30,15 @@ whose layers are the diffusion model's own probability-flow steps; Gerdes et al.
 Phys. 15, 238 (2023)) integrate the same kind of network with RK4 and the ODE's divergence,
 whose density is that of the ODE only up to the integration error.
 
+**The prior.** The map starts from a Gaussian whose power spectrum is
+`s_T² e^{2k(p)}`, `s_T² = m(T)²σ_d² + Σ(T)²` and `k(p)` the network's learned, D4-symmetric
+`prior_log_spectrum` (zero unless trained by reverse KL). Its density is exact by FFT:
+`log p(z) = log N(ε; 0, 1) − V log s_T − Σ_p k(p)` with `ε = F⁻¹[e^{−k} F z]/s_T`. This is the
+free-field part of the map, which the checkerboard steps alone represent poorly: their velocity
+couples a site to the other sublattice only, so its linear part `W(p)` obeys
+`W(p) + W(p + (π, …, π)) = 2W_0` and cannot give the zero mode and the staggered mode their own
+widths (near criticality they differ by orders of magnitude).
+
 **A bijection by construction.** A half step is a bijection of `R^V` when every moved site's
 map `φ_x ↦ φ_x + h v_x` is strictly increasing for all values of the other sites, i.e.
 `1 + η ∂v_x/∂φ_x > 0` for every field. The network's `diagonal_bound` gives
@@ -54,6 +63,9 @@ from .schedules import AbstractSchedule
 
 __all__ = ["SplitStepFlow", "checkerboard_mask"]
 
+#: Newton steps per site when inverting a half step (quadratic convergence from `y`)
+NEWTON_STEPS = 30
+
 
 def checkerboard_mask(shape: tuple[int, ...]) -> np.ndarray:
     """1.0 on the even sites (`Σ_i x_i` even), 0.0 on the odd ones."""
@@ -61,7 +73,7 @@ def checkerboard_mask(shape: tuple[int, ...]) -> np.ndarray:
 
 
 class SplitStepFlow(eqx.Module):
-    """The even/odd split-step probability-flow map from `N(0, prior_std²)` at `T` to `t_min`, with
+    """The even/odd split-step probability-flow map from the prior at `T` to `t_min`, with
     the exact log-density of what it produces (module docstring).
 
     Args:
@@ -177,6 +189,50 @@ class SplitStepFlow(eqx.Module):
         (phi, logdet), _ = jax.lax.scan(step, (z, jnp.zeros((), z.dtype)), ts)
         return phi, logdet
 
+    def pull(self, x: Float[Array, "*L"]) -> tuple[Float[Array, "*L"], Float[Array, ""]]:
+        """The inverse map: `(z, Σ log det)` with `push(z) = (x, Σ log det)`. Each half step is
+        undone site by site: with the other sublattice fixed, the moved site solves the scalar
+        equation `φ + η(aφ − ½g²[c + s_self(φ)]) = y`, strictly increasing in `φ` (its slope
+        is at least the invertibility margin), by Newton's method from `y`; a residual above
+        `1e-4 (1 + |y|)` (relative; float32) after `NEWTON_STEPS` steps is an error."""
+        even = jnp.asarray(checkerboard_mask(x.shape), x.dtype)
+        score = self.score
+
+        def half_inverse(y, mask, tau, eta):
+            a, half_g2 = self._coefficients(tau)
+            # the score's part from the other sublattice: independent of the moved sites
+            coupling = score(tau, y) - score.self_term(tau, y)
+
+            def residual(phi):
+                v = a * phi - half_g2 * (coupling + score.self_term(tau, phi))
+                return phi + eta * v - y, 1 + eta * (a - half_g2 * score.jacobian_diagonal(tau, phi))
+
+            def newton(_, phi):
+                r, slope = residual(phi)
+                return phi - mask * r / slope
+
+            phi = jax.lax.fori_loop(0, NEWTON_STEPS, newton, y)
+            r, slope = residual(phi)
+            bad = jnp.max(mask * jnp.abs(r) / (1 + jnp.abs(y)))
+            phi = eqx.error_if(phi, ~(bad < 1e-4), "split-step inverse: Newton did not converge")
+            return phi, jnp.sum(mask * jnp.log(slope))
+
+        def step(carry, ts):
+            phi, logdet = carry
+            tau, eta, _, _ = self._step(*ts, x.shape[0])
+            phi, l_odd = half_inverse(phi, 1 - even, tau, eta)
+            phi, l_even = half_inverse(phi, even, tau, eta)
+            return (phi, logdet + l_even + l_odd), None
+
+        ts = (self.times[:-1][::-1].astype(x.dtype), self.times[1:][::-1].astype(x.dtype))
+        (z, logdet), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), ts)
+        return z, logdet
+
+    def log_prob(self, x: Float[Array, "*L"]) -> Float[Array, ""]:
+        """The exact `log q(x)` of any configuration (through the inverse map, `pull`)."""
+        z, logdet = self.pull(x)
+        return self.prior_logp(z) - logdet
+
     @property
     def prior_std(self) -> Float[Array, ""]:
         """`√(m(T)²σ_d² + Σ(T)²)`: the noised data's width at `T` when the network assumes a
@@ -188,12 +244,22 @@ class SplitStepFlow(eqx.Module):
             return jnp.asarray(sch.prior_std)
         return jnp.sqrt((sch.mean_coeff(sch.T) * s_d) ** 2 + sch.marginal_std(sch.T) ** 2)
 
+    def _filter(self, x: Array, sign: float) -> Array:
+        """`x` with every momentum mode multiplied by `e^{±k(p)}` (`sign = ±1`)."""
+        k = self.score.prior_log_spectrum(x.shape)
+        return jnp.real(jnp.fft.ifftn(jnp.fft.fftn(x) * jnp.exp(sign * k))).astype(x.dtype)
+
     def prior_sample(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
-        return self.prior_std * jr.normal(key, shape)
+        """`z = s_T F⁻¹[e^{k(p)} F ε]`, `ε` white noise: a Gaussian with spectrum
+        `s_T² e^{2k(p)}` (`prior_std` per site when the network's `k` is zero)."""
+        return self._filter(self.prior_std * jr.normal(key, shape), 1.0)
 
     def prior_logp(self, z: Array) -> Float[Array, ""]:
+        """The exact log-density of `prior_sample`: `log N(ε; 0, 1) − V log s_T − Σ_p k(p)`."""
         s = self.prior_std
-        return jnp.sum(-0.5 * (z / s) ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi))
+        eps = self._filter(z, -1.0) / s
+        k = self.score.prior_log_spectrum(z.shape)
+        return jnp.sum(-0.5 * eps**2 - 0.5 * jnp.log(2 * jnp.pi)) - z.size * jnp.log(s) - jnp.sum(k)
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, shape: tuple[int, ...]

@@ -14,6 +14,7 @@ from .base import (
     run_chains,
 )
 from .drift import DRIFT_FALSE_ALARM, Relaxation, drift_message, relaxation
+from .flow_imh import FlowIMH, FlowIMHState
 from .health import MIN_ACCEPTANCE, ChainHealth, chain_health
 from .hmc import HMC, HMCInfo, HMCState
 from .imh import Proposals, flow_proposals, imh_chain, importance_weights, independence_mh
@@ -37,6 +38,8 @@ __all__ = [
     "chain_health",
     "Composed",
     "ComposedInfo",
+    "FlowIMH",
+    "FlowIMHState",
     "ForceDrift",
     "HMC",
     "HMCInfo",

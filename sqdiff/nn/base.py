@@ -64,6 +64,17 @@ class AbstractExactDivergenceNetwork(AbstractScoreNetwork):
         triangular Jacobian."""
 
     @abc.abstractmethod
+    def prior_log_spectrum(self, shape: tuple[int, ...], /) -> Array:
+        """`k(p)` on the momentum grid of `shape` (even in `p`): the split-step map's prior is
+        the Gaussian with power spectrum `s_T² e^{2k(p)}` (all zeros: white noise)."""
+
+    @abc.abstractmethod
+    def self_term(self, t: Float[Array, ""], x: Array, /) -> Array:
+        """The part of `s_x` that depends on `φ_x` itself (per site, elementwise in `x`): with
+        `sublattice_triangular`, `s − self_term` does not depend on the site's own sublattice,
+        which is what inverts the split-step map site by site."""
+
+    @abc.abstractmethod
     def diagonal_bound(self, t: Float[Array, ""], L: int, /) -> tuple[Array, Array]:
         """`(a, b)` with `a − b ≤ ∂s_x/∂φ_x ≤ a + b` for every field on an `L^d` lattice."""
 

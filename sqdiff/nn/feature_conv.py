@@ -89,6 +89,9 @@ class FeatureConv(AbstractExactDivergenceNetwork):
     schedule: AbstractSchedule | None
     frequencies: Float[Array, " f"]
     theta: Float[Array, "orbits features emb"]
+    prior_theta: Float[Array, " prior_orbits"]
+    prior_offset_list: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    prior_orbit_list: tuple[int, ...] = eqx.field(static=True)
     embed: GaussianFourierEmbedding
     emb_mlp: eqx.nn.MLP
 
@@ -136,6 +139,10 @@ class FeatureConv(AbstractExactDivergenceNetwork):
         self.frequencies = jr.uniform(k[0], (features - 1,), minval=0.2, maxval=3.0)
         # a small start: the field starts near the Gaussian skip / the zero field
         self.theta = 1e-2 * jr.normal(k[1], (n_orbits, features, emb_dim)) / np.sqrt(emb_dim)
+        p_offsets, p_orbit = kernel_orbits(d, radius, checkerboard=False)
+        self.prior_offset_list = tuple(tuple(int(v) for v in o) for o in p_offsets)
+        self.prior_orbit_list = tuple(int(o) for o in p_orbit)
+        self.prior_theta = jnp.zeros(max(self.prior_orbit_list) + 1)
         self.embed = GaussianFourierEmbedding(emb_dim, scale=4.0, key=k[2])
         self.emb_mlp = eqx.nn.MLP(emb_dim, emb_dim, emb_dim, 1, activation=jax.nn.silu, key=k[3])
 
@@ -229,6 +236,24 @@ class FeatureConv(AbstractExactDivergenceNetwork):
         w0 = self._self_taps(self._kernel_taps(t), phi.shape[0])
         slopes = self._feature_slopes(c_in * phi)
         return out * c_in * (slopes @ w0) + self._skip_coeff(t)
+
+    def prior_log_spectrum(self, shape: tuple[int, ...]) -> Float[Array, "*L"]:
+        """`k(p) = Σ_δ θ_{o(δ)} cos(p·δ)` on the momenta of an `L^d` lattice (all offsets
+        `max|δ_i| ≤ radius`, one weight per D4 orbit; zero at initialisation): the split-step
+        map starts from the Gaussian with spectrum `s_T² e^{2k(p)}` (a learned free-field-like
+        prior, exact log-density by FFT). Score matching leaves it at zero."""
+        offsets = np.array(self.prior_offset_list, dtype=np.int64).reshape(-1, self.d)
+        taps = self.prior_theta[np.array(self.prior_orbit_list)]
+        K = jnp.zeros(shape, taps.dtype).at[tuple((offsets % shape[0]).T)].add(taps)
+        return jnp.real(jnp.fft.fftn(K))  # K is even in δ: its transform is real
+
+    def self_term(self, t: Float[Array, ""], phi: Float[Array, "*L"]) -> Float[Array, "*L"]:
+        """`c_in`-scaled `Σ_f W_{0,f}(t) g_f(u_x)/Σ(t)` plus the Gaussian skip: the part of
+        `s_x` that depends on `φ_x` (elementwise; `jacobian_diagonal` is its derivative)."""
+        self.check_input(phi)
+        c_in, out = self._scales(t)
+        w0 = self._self_taps(self._kernel_taps(t), phi.shape[0])
+        return out * (self._features(c_in * phi) @ w0) + self._skip_coeff(t) * phi
 
     def diagonal_bound(self, t: Float[Array, ""], L: int) -> tuple[Array, Array]:
         """`(a, b)` with `∂s_x/∂φ_x ∈ [a − b, a + b]` for every field: `a` the linear
