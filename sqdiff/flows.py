@@ -205,7 +205,8 @@ class SplitStepFlow(eqx.Module):
 
             def residual(phi):
                 v = a * phi - half_g2 * (coupling + score.self_term(tau, phi))
-                return phi + eta * v - y, 1 + eta * (a - half_g2 * score.jacobian_diagonal(tau, phi))
+                slope = 1 + eta * (a - half_g2 * score.jacobian_diagonal(tau, phi))
+                return phi + eta * v - y, slope
 
             def newton(_, phi):
                 r, slope = residual(phi)

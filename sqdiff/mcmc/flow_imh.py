@@ -60,7 +60,7 @@ class FlowIMH(AbstractSampler):
         x = jnp.asarray(position)
         return FlowIMHState(x, self._log_weight(x, self.flow.log_prob(x)))
 
-    def step(self, key, state: FlowIMHState) -> tuple[FlowIMHState, FlowIMHInfo]:
+    def step(self, key, state):
         k_prop, k_acc = jr.split(key)
         x, log_q = self.flow.sample_and_log_prob(k_prop, tuple(self.action.config_shape))
         x = x.astype(state.position.dtype)
