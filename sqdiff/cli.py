@@ -60,8 +60,10 @@ def _real_type(positive: bool = False, below_one: bool = False):
     return parse
 
 
-_COUNT = _int_type(1)  # how many: ≥ 1
-_COUNT0 = _int_type(0)  # ≥ 0
+#: every count is an array dimension or a loop length: below 2³¹ (XLA's index range)
+MAX_COUNT = 2**31
+_COUNT = _int_type(1, MAX_COUNT)  # how many: ≥ 1
+_COUNT0 = _int_type(0, MAX_COUNT)  # ≥ 0
 _SEED = _int_type(0, 2**63, "a seed")
 _REAL = _real_type()
 _POSITIVE = _real_type(positive=True)
@@ -653,6 +655,24 @@ def build_sampler(args, action):
     return hmc, None
 
 
+def _check_fits(count: int, action, what: str) -> None:
+    """Before any compute: `count` configurations of `action` must fit in half the machine's
+    memory (the ensemble is held in memory and written at the end), else one line."""
+    import numpy as np
+
+    itemsize = np.dtype(action.group.state_dtype(np.float32)).itemsize
+    need = count * math.prod(action.config_shape) * itemsize
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not on Linux/macOS
+        return
+    if need > have / 2:
+        raise CLIError(
+            f"{what} = {count} configurations of {action.config_shape} need {need / 2**30:.3g} "
+            f"GiB, more than half of this machine's {have / 2**30:.3g} GiB; ask for fewer"
+        )
+
+
 def cmd_generate(args) -> int:
     import jax
     import jax.random as jr
@@ -668,6 +688,7 @@ def cmd_generate(args) -> int:
     if args.therm < 0:
         raise CLIError("--therm must be ≥ 0")
     action = build_action(args)
+    _check_fits(args.n * (1 if args.sampler == "exact" else args.chains), action, "--n × --chains")
     if args.sampler == "exact" and args.target_acceptance is not None:
         raise CLIError("--target-acceptance tunes the step of a Markov chain, not --sampler exact")
     if args.sampler == "exact":  # independent draws: no chain, no thermalisation
@@ -1180,6 +1201,10 @@ def cmd_sample(args) -> int:
     spec, _ = model_dir.read_spec()  # no weights read: verified once below
     is_osq = spec.objective.name == "osq"
     kw = _sample_options(args, spec)
+    if spec.theory is not None:  # the output must fit in memory: checked before any compute
+        from .sampling import _target
+
+        _check_fits(args.n, _target(spec.theory, args.L, None)[0], "--n")
     res = sample_model(
         model_dir,
         args.n,

@@ -366,7 +366,10 @@ def pareto_khat(log_weights: ArrayLike) -> float:
     Pareto fit to the `M = ⌈min(S/5, 3√S)⌉` largest weights above the next one. `k̂ < 0.5`:
     finite variance, the usual errors hold; `0.5 ≤ k̂ < 0.7`: usable; `k̂ ≥ 0.7`
     (`PARETO_K_MAX`): the estimate and its error bar can be far off (the weight distribution
-    has too heavy a tail for the sample size). `inf` when the tail is degenerate."""
+    has too heavy a tail for the sample size). `inf` (flagged) when it cannot be estimated:
+    fewer than 10 weights, or a tail that is not finite; `−inf` (the best case, not flagged)
+    when the `M + 1` largest weights are all equal: there is no tail, as for a perfect
+    proposal (equal weights)."""
     lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
     S = lw.shape[0]
     M = int(np.ceil(min(0.2 * S, 3 * np.sqrt(S))))
@@ -375,7 +378,11 @@ def pareto_khat(log_weights: ArrayLike) -> float:
     srt = np.sort(lw - lw.max())
     cutoff = srt[-M - 1]
     tail = np.exp(srt[-M:]) - np.exp(cutoff)
-    if not np.all(np.isfinite(tail)) or tail[-1] <= 0 or tail[0] == tail[-1]:
+    if not np.all(np.isfinite(tail)):
+        return math.inf
+    if tail[-1] <= 0:  # the largest weights equal the cutoff: no tail at all
+        return -math.inf
+    if tail[0] == tail[-1]:
         return math.inf
     tail = np.maximum(tail, np.finfo(float).tiny)
     return _gpd_shape(tail)

@@ -20,8 +20,9 @@ def test_gpu_rows_script_runs_every_row_at_smoke_size(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = (tmp_path / "summary.txt").read_text()
-    for row in ("dm32", "dm64", "u1", "sde"):
+    for row in ("flow32", "dm32", "u1", "sde"):
         assert f"## {row}: ok" in summary, summary
-    assert summary.count("DM+MAALA {") == 2 and "--- HMC + instanton moves" in summary
+    assert summary.count("DM+MAALA {") == 1 and summary.count("IMH {") == 1
+    assert "--- HMC + instanton moves" in summary
     assert "chi_t" in summary and "em 30" in summary
     assert not (tmp_path / "u1-work").exists()  # the row's scratch files are removed

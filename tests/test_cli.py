@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -962,3 +963,19 @@ def test_train_fconv_by_reverse_kl_and_sample_imh_beyond_the_old_cap(tmp_path, c
     assert ens_out.metadata["sampler"]["steps"] == 4 and "pareto_k" in ens_out.metadata
     assert main([*tr, "--out", str(tmp_path / "m3"), "--model", "local"]) == 2
     assert "needs --model fconv" in capsys.readouterr().err
+
+
+def test_counts_beyond_the_machine_fail_at_once_in_one_line(tmp_path, capsys):
+    """Issue 40: `generate --n 2**70` hung and `--chains 2**70` gave a 4-line MLIR error."""
+    gen = ["generate", "phi4", "--L", "8", "--kappa", "0.2", "--lam", "0.1"]
+    out = ["--out", str(tmp_path / "x.npz")]
+    cases = [
+        ([*gen, "--n", str(2**70), *out], "--n: must be in [1, 2147483648)"),
+        ([*gen, "--n", "3", "--chains", str(2**70), *out], "--chains: must be in"),
+        ([*gen, "--n", "1000000000", "--chains", "100", *out], "more than half of this machine"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert os.listdir(tmp_path) == []

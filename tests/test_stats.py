@@ -179,6 +179,26 @@ def test_pareto_khat_recovers_the_tail_index():
     assert sq.stats.pareto_khat(rng.normal(size=S)) < 0.5  # log-normal σ = 1: light tail
 
 
+def test_equal_weights_are_not_flagged_and_degenerate_ones_are():
+    import warnings
+
+    # issue 40: a perfect proposal (equal weights) printed "Pareto k̂ inf … UNRELIABLE"
+    k = sq.stats.pareto_khat(np.zeros(1000))
+    assert k == -np.inf and k <= sq.stats.PARETO_K_MAX
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sq.stats.warn_pareto_k(k, "equal weights")
+    for degenerate in (
+        np.zeros(5),
+        np.array([0.0] * 999 + [np.inf]),
+        np.r_[np.zeros(1), -np.inf * np.ones(999)],
+    ):
+        with pytest.warns(UserWarning, match="Pareto k"):
+            sq.stats.warn_pareto_k(sq.stats.pareto_khat(degenerate), "degenerate")
+    one = np.r_[0.0, np.full(999, -50.0)]  # one weight carries everything
+    assert sq.stats.pareto_khat(one) > sq.stats.PARETO_K_MAX
+
+
 def test_reweighted_warns_when_the_weights_are_too_heavy_tailed():
     rng = np.random.default_rng(2)
     x = rng.normal(size=4000)
