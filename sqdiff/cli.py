@@ -1035,7 +1035,7 @@ def _network_kwargs(kind: str, args, action) -> dict:
         "fconv": {
             "d": len(action.lattice_shape),
             "features": args.features,
-            "radius": args.radius or max(1, action.lattice_shape[0] // 2),
+            "radius": args.radius or max(1, (action.lattice_shape or (2,))[0] // 2),
         },
         "u1": {"channels": args.channels, "depth": args.depth},
         "lcnn": {
@@ -1406,7 +1406,20 @@ def _runtime_check_message(err: BaseException) -> str | None:
     return None
 
 
+def _quiet_runtime_checks() -> None:
+    """Without `--debug`, a check inside compiled code (`eqx.error_if`) shows only its one-line
+    message: JAX logs the failed `pure_callback` with a 20-line traceback first (logger
+    `jax._src.callback`), and an overflowing cast warns before it."""
+    import logging
+    import warnings
+
+    logging.getLogger("jax._src.callback").setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
+
+
 def main(argv=None) -> int:
+    if "--debug" not in (sys.argv[1:] if argv is None else argv):
+        _quiet_runtime_checks()
     try:
         args = _parse(list(sys.argv[1:] if argv is None else argv))
         if args.command is None:

@@ -979,3 +979,15 @@ def test_counts_beyond_the_machine_fail_at_once_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_check_inside_compiled_code_prints_one_line(toy_model, tmp_path):
+    """Issue 40: `sample --method pc --snr 1e308` printed a 20-line `jax.pure_callback failed`
+    traceback (JAX's logger) before the one-line error. In a child process: pytest captures log
+    records itself, so only a real process shows what a user sees."""
+    argv = ["sample", str(toy_model / "model"), "--method", "pc", "--snr", "1e308", "--n", "4",
+            "--quiet", "--out", str(tmp_path / "p.npz")]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "sqdiff", *argv], capture_output=True, text=True)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sqdiff: error: non-finite state"), run.stderr
