@@ -1269,9 +1269,15 @@ def _sample_options(args, spec) -> dict:
         "ode": ("steps",),
         "pc": ("steps", "corrector_steps", "snr"),
         "maala": (*maala, "target_acceptance", "grid"),
-        # --steps: the OSQ path steps, or the fixed flow steps of an SU(N)/U(N) proposal
-        "imh": ("steps",) if is_osq or not spec.group.build().is_flat else (),
+        # --steps: the OSQ path steps, the fixed flow steps of an SU(N)/U(N) proposal, or the
+        # split-step map's steps of a network with a one-pass divergence (fconv)
+        "imh": ("steps",) if is_osq or not spec.group.build().is_flat or _split_step(spec) else (),
     }[args.method]
+    if args.steps is not None and "steps" not in wanted:
+        raise CLIError(
+            f"--steps does not apply to --method {args.method} of this model (its flow is solved "
+            "adaptively with the exact Jacobian)"
+        )
     if args.instanton and args.method != "maala":
         raise CLIError("--instanton is for --method maala (on u1)")
     if args.target_acceptance is not None and (args.method != "maala" or args.therm < 20):
@@ -1287,6 +1293,13 @@ def _sample_options(args, spec) -> dict:
     if args.grid != "uniform" and args.anneal != "sde":
         raise CLIError("--grid is the reverse SDE's: not with --anneal langevin")
     return {k: options[k] for k in wanted if options[k] is not None}
+
+
+def _split_step(spec) -> bool:
+    """Whether the model's network samples IMH through the exact split-step map."""
+    from .nn import NETWORKS, AbstractExactDivergenceNetwork
+
+    return issubclass(NETWORKS[spec.network.name], AbstractExactDivergenceNetwork)
 
 
 def _theory_params(items) -> dict:

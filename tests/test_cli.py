@@ -991,3 +991,13 @@ def test_a_check_inside_compiled_code_prints_one_line(toy_model, tmp_path):
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sqdiff: error: non-finite state"), run.stderr
+
+
+def test_steps_that_do_not_apply_to_imh_are_refused(toy_model, tmp_path, capsys):
+    """Issue 40: `--steps` with `--method imh` on a model whose flow is solved adaptively was
+    silently ignored."""
+    argv = ["sample", str(toy_model / "model"), "--method", "imh", "--steps", "5", "--n", "4",
+            "--quiet", "--out", str(tmp_path / "q.npz")]  # fmt: skip
+    assert main(argv) == 2
+    assert "--steps does not apply to --method imh" in capsys.readouterr().err
+    assert not (tmp_path / "q.npz").exists()
