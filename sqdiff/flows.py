@@ -23,8 +23,9 @@ and 1 elsewhere, so
 
     log q(φ_N) = log p_T(φ_0) − Σ_k Σ_{x moved} log(1 + η_k ∂v_x/∂φ_x)
 
-*exactly*, for the discrete map applied (not the ODE it approximates), in one pass per half
-step: `∂v_x/∂φ_x = a − ½ g² ∂s_x/∂φ_x` is the network's `jacobian_diagonal`. This is a
+*exactly*, for the discrete map applied (not the ODE it approximates), at the price of one
+extra, convolution-free evaluation per half step: `∂v_x/∂φ_x = a − ½ g² ∂s_x/∂φ_x` is the
+network's `jacobian_diagonal`. This is a
 coupling-layer normalising flow (Dinh et al., RealNVP, ICLR 2017, with checkerboard masks)
 whose layers are the diffusion model's own probability-flow steps; Gerdes et al. (SciPost
 Phys. 15, 238 (2023)) integrate the same kind of network with RK4 and the ODE's divergence,

@@ -392,8 +392,9 @@ def sample_imh(
 
     - A network whose Jacobian is triangular per sublattice (`FeatureConv(checkerboard=True)`,
       `sqdiff train --model fconv`): the even/odd split-step map of `steps` steps (default: the
-      model's reverse-KL steps, else `SPLIT_STEP_STEPS`), `log q` exact for the map applied in
-      one network pass per half step; any lattice size (`sqdiff.flows.SplitStepFlow`).
+      model's reverse-KL steps, else `SPLIT_STEP_STEPS`), `log q` exact for the map applied, at
+      two network evaluations per half step (the score and its diagonal); any lattice size
+      (`sqdiff.flows.SplitStepFlow`).
     - Other networks on flat fields: exact divergence by Jacobian, adaptive at
       rtol = atol = 1e-6 (log q within ~3e-3 of rtol 1e-7 on U(1) L = 8); at most
       `IMH_MAX_SITES` coordinates.
