@@ -197,7 +197,8 @@ def _autocorrelation_panels(ax_rho, ax_tau, action, primaries, results, S):
             color=color,
             alpha=0.2,
         )
-        ax_tau.plot([c.window], [c.tau_int[c.window]], "o", color=color)
+        w = min(c.window, c.tau_int.size - 1)  # a short series' window can pass its end
+        ax_tau.plot([w], [c.tau_int[w]], "o", color=color)
     ax_rho.axhline(0, color="k", lw=0.5)
     ax_rho.set(xlabel="t (saved configurations)", ylabel="ρ(t)", title="autocorrelation")
     ax_tau.set(xlabel="window W", ylabel="τ_int(W)", title="τ_int(W); dot: chosen window")

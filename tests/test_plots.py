@@ -70,3 +70,15 @@ def test_without_matplotlib_the_error_says_so(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         training_loss_figure(str(tmp_path / "l.png"), [1.0, 0.5])
+
+
+def test_measure_plot_of_a_very_short_ensemble(tmp_path, capsys):
+    """Issue 40: `measure --plot` on a 1×5 ensemble was an internal error (IndexError: the
+    Γ-method's window passed the end of τ_int(W))."""
+    from sqdiff.cli import main
+
+    ens = str(tmp_path / "short.npz")
+    gen = ["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.1", "--n", "5"]
+    assert main([*gen, "--chains", "1", "--out", ens, "--quiet"]) == 0
+    assert main(["measure", ens, "--plot", str(tmp_path / "s.png"), "--force"]) == 0
+    assert (tmp_path / "s.png").exists()
