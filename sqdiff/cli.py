@@ -1482,6 +1482,14 @@ def main(argv=None) -> int:
         if msg is not None:
             print(f"sqdiff: error: {msg}", file=sys.stderr)
             return 2
+        if "RESOURCE_EXHAUSTED" in str(e) and "--debug" not in (
+            sys.argv[1:] if argv is None else argv
+        ):
+            print(  # XLA could not allocate (e.g. train --batch 1000000000)
+                "sqdiff: error: out of memory in XLA (a smaller --batch, lattice, --n or --chains)",
+                file=sys.stderr,
+            )
+            return 2
         if "--debug" in (sys.argv[1:] if argv is None else argv):
             raise
         first = str(e).splitlines()[0] if str(e) else ""

@@ -1001,3 +1001,18 @@ def test_steps_that_do_not_apply_to_imh_are_refused(toy_model, tmp_path, capsys)
     assert main(argv) == 2
     assert "--steps does not apply to --method imh" in capsys.readouterr().err
     assert not (tmp_path / "q.npz").exists()
+
+
+def test_xla_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
+    """Issue 40: `train --batch 1000000000` ended as an internal error (exit 3). XLA reports a
+    failed allocation as RESOURCE_EXHAUSTED; the handler turns it into one line, exit 2."""
+    import sqdiff.cli as cli
+
+    def exhausted(args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 4000000000 bytes.")
+
+    monkeypatch.setattr(cli, "cmd_generate", exhausted)
+    argv = ["generate", "toy", "--n", "4", "--out", str(tmp_path / "x.npz"), "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "out of memory" in err
