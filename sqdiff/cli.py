@@ -34,7 +34,12 @@ def _int_type(lo: int, hi: int | None = None, what: str = "an integer"):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if v < lo or (hi is not None and v >= hi):
-            rng = f"≥ {lo}" if hi is None else f"in [{lo}, {hi})"
+            if hi is None or (hi == MAX_COUNT and v < lo):
+                rng = f"≥ {lo}"
+            elif hi == MAX_COUNT:  # a count: below XLA's index range
+                rng = f"< {hi} (2³¹)"
+            else:
+                rng = f"in [{lo}, {hi})"
             raise argparse.ArgumentTypeError(f"must be {rng}, got {v}")
         return v
 

@@ -356,6 +356,7 @@ def test_sample_command_writes_measurable_ensembles(toy_model, method, capsys):
         "sde-adaptive": ["--adaptive", "--rtol", "0.05"],
         "sde-sigma": ["--steps", "50", "--grid", "sigma"],
         "maala-sigma": ["--steps", "50", "--grid", "sigma"],
+        "imh": [],  # an MLP's flow is solved adaptively: --steps is refused (see below)
     }.get(method, ["--steps", "50"])
     argv = ["sample", str(toy_model / "model"), "--n", "64", "--method", method.split("-")[0]]
     argv += ["--chains", "64", "--thin", "5", "--out", str(out), "--quiet", *extra]
@@ -970,8 +971,8 @@ def test_counts_beyond_the_machine_fail_at_once_in_one_line(tmp_path, capsys):
     gen = ["generate", "phi4", "--L", "8", "--kappa", "0.2", "--lam", "0.1"]
     out = ["--out", str(tmp_path / "x.npz")]
     cases = [
-        ([*gen, "--n", str(2**70), *out], "--n: must be in [1, 2147483648)"),
-        ([*gen, "--n", "3", "--chains", str(2**70), *out], "--chains: must be in"),
+        ([*gen, "--n", str(2**70), *out], "--n: must be < 2147483648"),
+        ([*gen, "--n", "3", "--chains", str(2**70), *out], "--chains: must be < 2147483648"),
         ([*gen, "--n", "1000000000", "--chains", "100", *out], "more than half of this machine"),
     ]
     for argv, message in cases:
