@@ -292,8 +292,8 @@ def _add_train_network(g) -> None:
         help="local: a finite-receptive-field CNN for φ⁴ that runs on any L (train small, "
         "generate large); multiscale: one local CNN per 2^k block level (--levels), whose range "
         "grows with L; fconv: per-site features mixed by one D4-symmetric convolution "
-        "(Gerdes et al. 2023), whose exact density costs one pass at any L (sample --method "
-        "imh; --objective reverse-kl)",
+        "(Gerdes et al. 2023), whose split-step map has an exact density at any L for two "
+        "evaluations per half step (sample --method imh; --objective reverse-kl)",
     )
     g.add_argument("--features", type=_COUNT, default=16, help="fconv: per-site features")
     g.add_argument(
