@@ -185,4 +185,4 @@ def prepare_resolved(args: argparse.Namespace, out: str, *, force: bool = False)
         lines.append(f"{key.replace('_', '-')} = {_toml_value(value)}")
     text = "\n".join(lines) + "\n"
     tomllib.load(io.BytesIO(text.encode()))  # what we write must read back
-    return PendingWrite(path, text.encode())
+    return PendingWrite(path, lambda fh: fh.write(text.encode()))

@@ -860,13 +860,11 @@ def cmd_measure(args) -> int:
     return 0
 
 
-FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
-
-
 def _check_figure(path: str) -> None:
     """A figure's path, checked before any compute like every output: a known suffix, and
     nothing there but a figure sqdiff wrote (`sqdiff.io.is_sqdiff_figure`)."""
     from .io import check_output, is_sqdiff_figure
+    from .plots import FIGURE_SUFFIXES
 
     if os.path.splitext(path)[1].lower() not in FIGURE_SUFFIXES:
         raise CLIError(f"--plot {path}: a figure's name ends in {', '.join(FIGURE_SUFFIXES)}")

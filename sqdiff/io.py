@@ -67,38 +67,22 @@ def action_from_metadata(meta: dict) -> AbstractAction:
         raise ValueError(f"metadata 'params' do not fit theory {theory!r}: {e}") from None
 
 
-def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file through a temporary file in the same directory, fsync, then `os.replace`:
-    readers see the old file or the complete new one, never a partial write."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result respects the umask
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 class PendingWrite:
-    """A file written in full now, to a temporary file beside `path` (so that a full disk or a
-    read-only folder fails before the compute, not after), and put in place by `commit()` or
-    removed by `discard()`; nothing else is ever removed."""
+    """A file written in full now, through `write(fh)`, to a temporary file beside `path`
+    (fsynced, with the permissions of the umask), and put in place by `commit()` (an
+    `os.replace`: readers see the old file or the complete new one) or removed by `discard()`;
+    nothing else is ever removed. Written before the compute, it makes a full disk or a
+    read-only folder fail at once, not after the run (`OUT.config.toml`)."""
 
-    def __init__(self, path: str, data: bytes):
+    def __init__(self, path: str, write: Callable[[BinaryIO], object]):
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path)) or "."
+        os.makedirs(folder, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
-            os.chmod(self._tmp, 0o666 & ~_umask())
+            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp makes 0600
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
         except BaseException:
@@ -114,6 +98,18 @@ class PendingWrite:
             os.remove(self._tmp)
         except FileNotFoundError:
             pass
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file through a temporary file in the same directory, fsync, then `os.replace`
+    (a `PendingWrite` committed at once): readers see the old file or the complete new one,
+    never a partial write."""
+    pending = PendingWrite(path, write)
+    try:
+        pending.commit()
+    except BaseException:
+        pending.discard()
+        raise
 
 
 def _umask() -> int:

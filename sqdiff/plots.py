@@ -9,7 +9,6 @@ matplotlib is optional (`pip install -e ".[plot]"`); without it these functions 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -42,30 +41,20 @@ def _pyplot():
 #: the creator every sqdiff figure carries (`sqdiff.io.is_sqdiff_figure` reads it back)
 CREATOR = "sqdiff figure"
 _METADATA = {"png": {"Software": CREATOR}, "pdf": {"Creator": CREATOR}, "svg": {"Title": CREATOR}}
+#: the names a figure may have (`sqdiff measure --plot` checks them before any compute)
+FIGURE_SUFFIXES = tuple(f".{fmt}" for fmt in _METADATA)
 
 
 def _save(fig, path: str) -> str:
-    """`fig` to `path` (`.png`, `.pdf` or `.svg`) via a temporary file in the same folder and
-    a rename, marked as a sqdiff figure so that a later run may replace it (and nothing else)."""
+    """`fig` to `path` (`.png`, `.pdf` or `.svg`) through `sqdiff.io.atomic_write`, marked as a
+    sqdiff figure so that a later run may replace it (and nothing else)."""
+    from .io import atomic_write
+
     fmt = os.path.splitext(path)[1][1:].lower()
     if fmt not in _METADATA:
-        raise ValueError(f"a figure's name ends in .png, .pdf or .svg, got {path!r}.")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format=fmt, metadata=_METADATA[fmt])
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        raise ValueError(f"a figure's name ends in {', '.join(FIGURE_SUFFIXES)}, got {path!r}.")
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=100, format=fmt, metadata=_METADATA[fmt]))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def training_loss_figure(path: str, losses: Sequence[float], title: str = "training") -> str:
