@@ -73,6 +73,13 @@ def kernel_orbits(d: int, radius: int, checkerboard: bool) -> tuple[np.ndarray, 
     return np.array(offsets, dtype=np.int64).reshape(-1, d), orbit
 
 
+def on_lattice(offsets: np.ndarray, values: Array, L: int) -> Array:
+    """`values[i]` (of shape `(n, *rest)`) added at the lattice point `offsets[i] mod L`: an
+    array of shape `(L,)*d + rest`, offsets that wrap around a small lattice adding up."""
+    K = jnp.zeros((L,) * offsets.shape[1] + values.shape[1:], values.dtype)
+    return K.at[tuple((offsets % L).T)].add(values)
+
+
 class FeatureConv(AbstractExactDivergenceNetwork):
     """`(t, φ) → s(t, φ)` for φ of shape `(L,)*d`: odd per-site features, one D4-symmetric
     convolution with a time-dependent kernel; its Jacobian's diagonal in closed form (module
@@ -203,10 +210,7 @@ class FeatureConv(AbstractExactDivergenceNetwork):
     def _kernel_array(self, taps, L: int) -> Array:
         """The kernel on the periodic lattice: `K_f[δ mod L] += W_{δ,f}` (offsets that wrap
         around add up)."""
-        idx = tuple((self.offsets % L).T)
-        per_offset = taps[self.orbit]  # (n_offsets, F)
-        K = jnp.zeros((L,) * self.d + (taps.shape[-1],), taps.dtype)
-        return jnp.moveaxis(K.at[idx].add(per_offset), -1, 0)
+        return jnp.moveaxis(on_lattice(self.offsets, taps[self.orbit], L), -1, 0)
 
     def _self_taps(self, taps, L: int) -> Float[Array, " features"]:
         """`W_{0,f}` on this lattice: the `δ = 0` tap plus the offsets that wrap onto it."""
@@ -243,8 +247,7 @@ class FeatureConv(AbstractExactDivergenceNetwork):
         map starts from the Gaussian with spectrum `s_T² e^{2k(p)}` (a learned free-field-like
         prior, exact log-density by FFT). Score matching leaves it at zero."""
         offsets = np.array(self.prior_offset_list, dtype=np.int64).reshape(-1, self.d)
-        taps = self.prior_theta[np.array(self.prior_orbit_list)]
-        K = jnp.zeros(shape, taps.dtype).at[tuple((offsets % shape[0]).T)].add(taps)
+        K = on_lattice(offsets, self.prior_theta[np.array(self.prior_orbit_list)], shape[0])
         return jnp.real(jnp.fft.fftn(K))  # K is even in δ: its transform is real
 
     def self_term(self, t: Float[Array, ""], phi: Float[Array, "*L"]) -> Float[Array, "*L"]:

@@ -88,14 +88,17 @@ class ReverseKL(AbstractObjective):
 
     def draws(self, model, key, n: int):
         """`(x, log q, log w)` of `n` draws, `log w = −S(x) − log q(x)`."""
-        flow = self.flow(model)
+        return self._draws(self.flow(model), key, n)
+
+    def _draws(self, flow: SplitStepFlow, key, n: int):
         shape = tuple(self.action.config_shape)
         x, log_q = jax.vmap(lambda k: flow.sample_and_log_prob(k, shape))(jr.split(key, n))
         return x, log_q, -jax.vmap(self.action)(x) - log_q
 
     def loss(self, model, key, batch):
-        _, _, log_w = self.draws(model, key, self.samples)
-        margins = self.flow(model).invertibility_margins(self.action.config_shape[0])
+        flow = self.flow(model)  # one map (and one time grid) for the draws and the margins
+        _, _, log_w = self._draws(flow, key, self.samples)
+        margins = flow.invertibility_margins(self.action.config_shape[0])
         penalty = PENALTY * jnp.sum(jax.nn.relu(MIN_MARGIN - margins) ** 2)
         return -jnp.mean(log_w) + penalty
 
