@@ -70,17 +70,40 @@ def break_even(t_train, r_classical, r_dm):
     return t_train / (1 / r_classical - 1 / r_dm)
 
 
-def agreement(out: dict, names: list[str]) -> dict:
-    """The DM's pull (DM − ref)/σ against the most precise classical sampler of this run, per
-    observable; a line for every |pull| > 4: a fast sampler that is wrong has no rate."""
-    dm, pulls = out["DM+MAALA"], {}
+def run_classical(action, mass2: float, chains: int, n_hmc: int, out: dict) -> dict:
+    """Each classical sampler compiled and thermalised (500 trajectories), then timed over
+    `n_hmc` trajectories of `chains` chains; its rates in `out[name]` (printed). Returns the
+    samples by name."""
+    init = jax.vmap(action.random_config)(jr.split(jr.key(0), chains))
+    samples_by_name = {}
+    for name, sampler in classical(action, mass2).items():
+        # compile + thermalise, then time the production run (one compilation per sampler)
+        therm, _ = sq.run_chains(sampler, jr.key(1), init, 1, n_therm=500)
+        start = jnp.asarray(therm[:, -1])
+        t0 = time.perf_counter()
+        samples, acc = sq.run_chains(sampler, jr.key(3), start, n_hmc)
+        samples = np.asarray(samples)
+        out[name] = {
+            **rates(action, samples, time.perf_counter() - t0),
+            "acceptance": float(np.mean(acc)),
+        }
+        samples_by_name[name] = samples
+        print(name, json.dumps(out[name]), flush=True)
+    return samples_by_name
+
+
+def agreement(out: dict, names: list[str], sampler: str = "DM+MAALA") -> dict:
+    """`sampler`'s pull (value − ref)/σ against the most precise classical sampler of this
+    run, per observable; a line for every |pull| > 4: a fast sampler that is wrong has no
+    rate."""
+    dm, pulls = out[sampler], {}
     for k in ("|M|", "chi2_abs"):
         ref = min(names, key=lambda n: out[n][k]["value"][1])
         (v, e), (rv, re) = dm[k]["value"], out[ref][k]["value"]
         pulls[k] = {"against": ref, "pull": (v - rv) / float(np.hypot(e, re))}
         if not abs(pulls[k]["pull"]) <= 4:
             print(
-                f"! DM+MAALA DISAGREES with {ref} on {k}: {v:.4g} ± {e:.2g} against "
+                f"! {sampler} DISAGREES with {ref} on {k}: {v:.4g} ± {e:.2g} against "
                 f"{rv:.4g} ± {re:.2g} ({pulls[k]['pull']:+.1f}σ); its ESS/s is not that of a "
                 "correct sampler",
                 flush=True,
@@ -106,23 +129,9 @@ def main():
     args = p.parse_args()
     L = args.L
     action = sq.Phi4(L, args.kappa, args.lam)
-    init = jax.vmap(action.random_config)(jr.split(jr.key(0), args.chains))
     out = {"device": str(jax.devices()[0]), "L": L, "kappa": args.kappa, "lam": args.lam}
-    train_data = None
-    for name, sampler in classical(action, args.mass2).items():
-        # compile + thermalise, then time the production run (one compilation per sampler)
-        therm, _ = sq.run_chains(sampler, jr.key(1), init, 1, n_therm=500)
-        start = jnp.asarray(therm[:, -1])
-        t0 = time.perf_counter()
-        samples, acc = sq.run_chains(sampler, jr.key(3), start, args.n_hmc)
-        samples = np.asarray(samples)
-        out[name] = {
-            **rates(action, samples, time.perf_counter() - t0),
-            "acceptance": float(np.mean(acc)),
-        }
-        if name == "HMC+Wolff":  # the best-decorrelated ensemble trains the DM
-            train_data = samples.reshape(-1, L, L)
-        print(name, json.dumps(out[name]), flush=True)
+    samples = run_classical(action, args.mass2, args.chains, args.n_hmc, out)
+    train_data = samples["HMC+Wolff"].reshape(-1, L, L)  # the best-decorrelated ensemble
 
     tmp = tempfile.mkdtemp()
     try:

@@ -33,7 +33,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
@@ -86,21 +85,9 @@ def main():
         out["gerdes"] = {"m2": args.m2, "lam": args.lam_g}
     print(json.dumps(out), flush=True)
 
-    init = jax.vmap(action.random_config)(jr.split(jr.key(0), args.chains))
     names = list(dm_vs_hmc.classical(action, args.mass2))
-    scale = None
-    for name, sampler in dm_vs_hmc.classical(action, args.mass2).items():
-        therm, _ = sq.run_chains(sampler, jr.key(1), init, 1, n_therm=500)
-        start = jnp.asarray(therm[:, -1])
-        t0 = time.perf_counter()
-        samples, acc = sq.run_chains(sampler, jr.key(3), start, args.n_hmc)
-        samples = np.asarray(samples)
-        out[name] = {
-            **dm_vs_hmc.rates(action, samples, time.perf_counter() - t0),
-            "acceptance": float(np.mean(acc)),
-        }
-        scale = float(np.std(samples))  # the data scale σ_d the flow's prior assumes
-        print(name, json.dumps(out[name]), flush=True)
+    samples = dm_vs_hmc.run_classical(action, args.mass2, args.chains, args.n_hmc, out)
+    scale = float(np.std(samples["HMC+Wolff"]))  # the data scale σ_d the flow's prior assumes
 
     tmp = tempfile.mkdtemp()
     try:
@@ -150,15 +137,7 @@ def main():
         **flow_out,
     }
     # exactness: the IMH chain against the most precise classical sampler of this run
-    pulls = {}
-    for k in ("|M|", "chi2_abs"):
-        ref = min(names, key=lambda n: out[n][k]["value"][1])
-        (v, e), (rv, re) = out["IMH"][k]["value"], out[ref][k]["value"]
-        pulls[k] = {"against": ref, "pull": (v - rv) / float(np.hypot(e, re))}
-        if not abs(pulls[k]["pull"]) <= 4:
-            print(f"! IMH DISAGREES with {ref} on {k}: {v:.4g} ± {e:.2g} against {rv:.4g} ± "
-                  f"{re:.2g}", flush=True)  # fmt: skip
-    out["IMH"]["pull"] = pulls
+    out["IMH"]["pull"] = dm_vs_hmc.agreement(out, names, "IMH")
     for name in names:
         out[name]["ratio_imh_over_this"] = {
             k: out["IMH"][k]["ess_per_s"] / out[name][k]["ess_per_s"] for k in ("|M|", "chi2_abs")
