@@ -1422,6 +1422,28 @@ def _runtime_check_message(err: BaseException) -> str | None:
     return None
 
 
+def _run_with_resolved_config(command, args) -> int:
+    """Run `command(args)` (0, or 1 when the written chains look unhealthy) with its
+    `OUT.config.toml`: checked and written to a temporary file before the compute, put in place
+    once the output exists, removed otherwise."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return command(args)
+    from ._cli_config import prepare_resolved
+
+    side = prepare_resolved(args, out, force=getattr(args, "force", False))
+    try:
+        rc = command(args)
+    except BaseException:
+        side.discard()
+        raise
+    if rc in (0, 1) and os.path.exists(out):
+        side.commit()
+    else:
+        side.discard()
+    return rc
+
+
 def _quiet_runtime_checks() -> None:
     """Without `--debug`, a check inside compiled code (`eqx.error_if`) shows only its one-line
     message: JAX logs the failed `pure_callback` with a 20-line traceback first (logger
@@ -1434,10 +1456,11 @@ def _quiet_runtime_checks() -> None:
 
 
 def main(argv=None) -> int:
-    if "--debug" not in (sys.argv[1:] if argv is None else argv):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" not in argv:
         _quiet_runtime_checks()
     try:
-        args = _parse(list(sys.argv[1:] if argv is None else argv))
+        args = _parse(argv)
         if args.command is None:
             raise CLIError(
                 "choose a command: demo, generate, train, sample, osq or measure (--help)"
@@ -1450,24 +1473,7 @@ def main(argv=None) -> int:
             "osq": cmd_osq,
             "demo": cmd_demo,
         }
-        out = getattr(args, "out", None)
-        side = None
-        if out is not None:  # OUT.config.toml: checked and written before the compute
-            from ._cli_config import prepare_resolved
-
-            side = prepare_resolved(args, out, force=getattr(args, "force", False))
-        try:
-            rc = commands[args.command](args)  # 0, or 1 when the written chains look unhealthy
-        except BaseException:
-            if side is not None:
-                side.discard()
-            raise
-        if side is not None:
-            if rc in (0, 1) and os.path.exists(out):
-                side.commit()
-            else:
-                side.discard()
-        return rc
+        return _run_with_resolved_config(commands[args.command], args)
     except CLIError as e:
         print(f"sqdiff: error: {e}", file=sys.stderr)
         return 2
@@ -1485,15 +1491,13 @@ def main(argv=None) -> int:
         if msg is not None:
             print(f"sqdiff: error: {msg}", file=sys.stderr)
             return 2
-        if "RESOURCE_EXHAUSTED" in str(e) and "--debug" not in (
-            sys.argv[1:] if argv is None else argv
-        ):
+        if "RESOURCE_EXHAUSTED" in str(e) and "--debug" not in argv:
             print(  # XLA could not allocate (e.g. train --batch 1000000000)
                 "sqdiff: error: out of memory in XLA (a smaller --batch, lattice, --n or --chains)",
                 file=sys.stderr,
             )
             return 2
-        if "--debug" in (sys.argv[1:] if argv is None else argv):
+        if "--debug" in argv:
             raise
         first = str(e).splitlines()[0] if str(e) else ""
         print(
