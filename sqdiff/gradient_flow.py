@@ -149,6 +149,7 @@ def wilson_flow(
     else:
         if not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"`n_steps` must be a positive integer, got {n_steps!r}.")
+        _check_steps(n_steps, "`n_steps`")
         # constant steps with a traced ε: one compiled program serves every n_steps ≤ 4096
         controller = diffrax.ConstantStepSize()
         dt0, max_steps = t_max / n_steps, max(4096, n_steps + 16)
@@ -265,10 +266,24 @@ def scale_w0(
     return float(np.sqrt(_crossing(ts, W, ref)))
 
 
+#: the most RK3 steps one flow may take (~3 force evaluations each, per configuration): a
+#: request beyond it (e.g. `t_max = 1e6` at `ε = 1e-6`) would not end, so it is refused
+MAX_FLOW_STEPS = 10**6
+
+
+def _check_steps(n_steps: float, what: str) -> None:
+    if not n_steps <= MAX_FLOW_STEPS:  # also inf
+        raise ValueError(
+            f"{what} asks for {n_steps:.3g} RK3 steps per configuration, more than "
+            f"{MAX_FLOW_STEPS:.0e}; flow to a smaller time or take a larger step."
+        )
+
+
 def flow_grid(t_max: float, eps: float = 0.02, max_points: int = 51) -> tuple[np.ndarray, int]:
     """`(ts, n_steps)`: `n_steps = round(t_max/eps)` RK3 steps and at most `max_points` save
     times on step boundaries (so every saved field is an RK3 step, never an interpolant)."""
     t_max, eps = positive_float(t_max, "t_max"), positive_float(eps, "eps")
+    _check_steps(t_max / eps, f"t_max/eps = {t_max:g}/{eps:g}")
     n_steps = max(int(round(t_max / eps)), 1)
     every = int(np.ceil(n_steps / (max_points - 1)))
     k = np.arange(0, n_steps + 1, every)

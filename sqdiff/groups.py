@@ -459,13 +459,24 @@ class _MatrixGroup(AbstractGroup):
         real = jnp.dtype(dtype or jnp.zeros(()).dtype)
         return jnp.result_type(real, jnp.complex64)
 
-    #: how far from unitary (‖U†U − 1‖_max) and, for SU(N), from det 1 a concrete state may be
-    MEMBERSHIP_TOL: ClassVar[float] = 1e-3
+    #: how many rounding units `N ε` (ε of the state's real dtype) a state may be off the group.
+    #: sqdiff re-unitarises after every update, so its own fields stay within ~3 ε: 50 float32
+    #: HMC trajectories of 4D SU(3), 2D SU(2), U(2), U(3) end at 2.3–2.7 ε in ‖U†U − 1‖ and
+    #: |det U − 1|. 16 N ε leaves room for that and refuses a drift no computation of this
+    #: precision produces (float32 SU(3): 5.7e-6, so a scale of 1.0004 or a det phase of 4e-4 is
+    #: refused; float64: 1.1e-14).
+    MEMBERSHIP_ULPS: ClassVar[int] = 16
+
+    def membership_tol(self, dtype) -> float:
+        """The largest `‖U†U − 1‖_max` (and `|det U − 1|`, SU(N)) accepted for states of `dtype`:
+        `MEMBERSHIP_ULPS · N · ε(dtype)`."""
+        real = np.finfo(np.real(np.zeros((), dtype)).dtype)
+        return float(self.MEMBERSHIP_ULPS * self.N * real.eps)
 
     def check_state(self, state: ArrayLike, name: str = "state") -> None:
         """Shape, finiteness, a complex dtype and membership: `U†U = 1` (and `det U = 1` for
-        SU(N)) to `MEMBERSHIP_TOL` (concrete arrays only; a real or non-unitary array is not a
-        state of the group and would give wrong physics silently)."""
+        SU(N)) to `membership_tol` of the state's dtype (concrete arrays only; a real or
+        non-unitary array is not a state of the group and would give wrong physics silently)."""
         super().check_state(state, name)
         if isinstance(state, jax.core.Tracer):
             return
@@ -477,16 +488,17 @@ class _MatrixGroup(AbstractGroup):
             )
         if U.size == 0:
             return
+        tol = self.membership_tol(U.dtype)
         M = U.reshape((-1, self.N, self.N)).astype(np.complex128)
         unitarity = np.max(np.abs(np.conj(np.swapaxes(M, -1, -2)) @ M - np.eye(self.N)))
         det = np.max(np.abs(np.linalg.det(M) - 1)) if self._special else 0.0
-        if not (unitarity <= self.MEMBERSHIP_TOL and det <= self.MEMBERSHIP_TOL):
+        if not (unitarity <= tol and det <= tol):
             what = "max ‖U†U − 1‖ = " + f"{unitarity:.3g}"
             if self._special:
                 what += f", max |det U − 1| = {det:.3g}"
             raise ValueError(
-                f"`{name}` is not in {self}: {what} (tolerance {self.MEMBERSHIP_TOL}); "
-                f"project it with `{self}.project`."
+                f"`{name}` is not in {self}: {what} (tolerance {tol:.2g} for {U.dtype}, "
+                f"{self.MEMBERSHIP_ULPS}·N·ε); project it with `{self}.project`."
             )
 
     def basis(self, dtype=None) -> Array:

@@ -110,6 +110,17 @@ def _encode(U: np.ndarray, precision: int) -> tuple[np.ndarray, bytes]:
     return _site_bytes(big), big.tobytes()
 
 
+def _to_double(configs: np.ndarray) -> np.ndarray:
+    """Links computed in single precision, to be stored in double: their polar projection onto
+    SU(N) in double precision (`W V†` of the SVD, det phase removed). The file then holds group
+    elements to its own precision; the raw cast would keep float32's ~1e-7 drift, which a
+    double-precision reader refuses (`SU(N).membership_tol`)."""
+    W, _, Vh = np.linalg.svd(configs.astype(np.complex128))
+    P = W @ Vh
+    phase = np.angle(np.linalg.det(P))
+    return P * np.exp(-1j * phase / P.shape[-1])[..., None, None]
+
+
 def write_ildg(
     fh: BinaryIO,
     configs: np.ndarray,
@@ -142,6 +153,8 @@ def write_ildg(
         precision = 64 if configs.dtype == np.complex128 else 32
     if precision not in (32, 64):
         raise ValueError(f"`precision` must be 32 or 64, got {precision!r}.")
+    if precision == 64 and configs.dtype != np.complex128:
+        configs = _to_double(configs)
     messages: list[Sequence[tuple[str, bytes]]] = []
     if metadata is not None:
         messages.append([(_META, json.dumps(metadata, sort_keys=True).encode())])

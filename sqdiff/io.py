@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import stat
 import struct
@@ -38,6 +39,74 @@ REQUIRED = ("theory", "params", "sampler", "seed", "acceptance", "sqdiff_version
 
 
 _ILDG, _HDF5 = (".lime", ".ildg"), (".h5", ".hdf5")
+
+
+def _real(v) -> bool:
+    """A JSON number that fits a float (not a bool; an integer such as 10**400 does not)."""
+    return isinstance(v, float) or (
+        isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**63
+    )
+
+
+def _count(v, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v < 2**63
+
+
+def _relaxation(v) -> bool:
+    from .mcmc.drift import Relaxation
+
+    try:
+        r = Relaxation.from_json(v)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError):
+        return False
+    return all(isinstance(k, str) for k in r.drifting) and all(k in r.t for k in r.drifting)
+
+
+def _health(v) -> bool:
+    return v is None or (
+        isinstance(v, dict)
+        and isinstance(v.get("ok"), bool)
+        and isinstance(v.get("problems", []), list)
+        and all(isinstance(p, str) for p in v.get("problems", []))
+    )
+
+
+#: the recorded settings that readers rely on, and the form each must have: a file whose
+#: checksum is valid but whose metadata has another form is refused in one line here, not with
+#: a traceback (or a skipped check, as with an acceptance of −inf) later
+_METADATA_FORMS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "theory": (lambda v: isinstance(v, str), "a theory name"),
+    "params": (lambda v: isinstance(v, dict), "an object of theory parameters"),
+    "sampler": (lambda v: isinstance(v, dict), "an object of sampler settings"),
+    "seed": (lambda v: v is None or _count(v, 0), "an integer ≥ 0 (or null)"),
+    "acceptance": (
+        lambda v: _real(v) and (math.isnan(v) or 0 <= v <= 1),
+        "a number in [0, 1] (NaN: not a sampler run of sqdiff's)",
+    ),
+    "acceptance_error": (
+        lambda v: v is None or (_real(v) and 0 <= v <= 1),
+        "a number in [0, 1] (or null)",
+    ),
+    "n_therm": (lambda v: _count(v, 0), "an integer ≥ 0"),
+    "thin": (lambda v: _count(v, 1), "an integer ≥ 1"),
+    "n_chains": (lambda v: _count(v, 1), "an integer ≥ 1"),
+    "n_samples": (lambda v: _count(v, 1), "an integer ≥ 1"),
+    "config_shape": (
+        lambda v: isinstance(v, list) and all(_count(n, 1) for n in v),
+        "a list of positive integers",
+    ),
+    "weighted": (lambda v: isinstance(v, bool), "true or false"),
+    "health": (_health, 'null or an object {"ok": bool, "problems": [str]}'),
+    "relaxation": (_relaxation, "a relaxation verdict (sqdiff.mcmc.Relaxation.to_json)"),
+    "sqdiff_version": (lambda v: isinstance(v, str), "a version string"),
+    "sha256": (lambda v: isinstance(v, str), "a hex digest"),
+}
+
+
+def _check_metadata(meta: dict, path: str) -> None:
+    for key, (ok, form) in _METADATA_FORMS.items():
+        if key in meta and not ok(meta[key]):
+            raise ValueError(f"{path!r}: metadata {key!r} must be {form}, got {meta[key]!r:.60}.")
 
 
 def _format(path) -> str:
@@ -230,6 +299,7 @@ def save_ensemble(
     meta["n_chains"], meta["n_samples"] = int(samples.shape[0]), int(samples.shape[1])
     meta["config_shape"] = list(action.config_shape)
     meta["weighted"] = log_weights is not None
+    _check_metadata(meta, path)
     meta["sha256"] = _content_digest(arrays, meta)
     fmt = _format(path)
     if fmt == "ildg":
@@ -410,10 +480,9 @@ def load_ensemble(
     missing = [k for k in REQUIRED + ("n_chains", "n_samples", "config_shape") if k not in meta]
     if missing:
         raise ValueError(f"{path!r}: metadata lacks {missing}.")
+    _check_metadata(meta, path)
     action = action_from_metadata(meta)
     n_chains, n_samples = meta["n_chains"], meta["n_samples"]
-    if not all(isinstance(v, int) and v >= 1 for v in (n_chains, n_samples)):
-        raise ValueError(f"{path!r}: needs at least one chain and one sample.")
     expected = (n_chains, n_samples, *action.config_shape)
     if tuple(samples.shape) != tuple(expected) or meta["config_shape"] != list(action.config_shape):
         raise ValueError(
@@ -425,7 +494,5 @@ def load_ensemble(
         log_weights.shape != samples.shape[:2] or not np.all(np.isfinite(log_weights))
     ):
         raise ValueError(f"{path!r}: log_weights must be finite with shape {samples.shape[:2]}.")
-    if not isinstance(meta.get("acceptance"), (int, float)):
-        raise ValueError(f"{path!r}: metadata 'acceptance' must be a number.")
     action.group.check_state(samples, f"{path!r}: samples")  # e.g. links not in SU(N)
     return Ensemble(samples, meta, action, log_weights, verified)

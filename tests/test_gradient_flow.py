@@ -189,5 +189,12 @@ def test_flow_rejects_bad_input():
         wilson_flow(action, U[:, :2], 1.0, n_steps=2)
     with pytest.raises(ValueError, match="not in SU"):
         wilson_flow(action, 2 * U, 1.0, n_steps=2)
+    # a flow that would not end (issue 40, 11: `measure --flow 1e6 --flow-eps 1e-6`) is refused
+    with pytest.raises(ValueError, match="1e\\+12 RK3 steps"):
+        flow_grid(1e6, 1e-6)
+    with pytest.raises(ValueError, match="inf RK3 steps"):
+        flow_grid(1e300, 1e-300)
+    with pytest.raises(ValueError, match="RK3 steps"):
+        wilson_flow(action, U, 1.0, n_steps=10**7)
     with pytest.raises(ValueError, match="increasing"):
         flow_observables(action, U, [1.0, 0.5])

@@ -182,3 +182,22 @@ def test_damaged_files_are_one_line_errors(tmp_path):
     )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "truncated" in r.stderr
+
+
+def test_single_precision_links_stored_in_double_are_reprojected(tmp_path):
+    """Issue 40 (6): float32 links written with `precision=64` are projected onto SU(3) in
+    double precision, so that a double-precision reader (tolerance 16·N·ε of float64) accepts
+    them; they differ from the float32 links by rounding only."""
+    from sqdiff import SU
+
+    configs = _links(N=3, n=(2,), dtype=np.complex64)
+    raw = configs.astype(np.complex128)
+    with pytest.raises(ValueError, match="not in SU"):
+        SU(3).check_state(raw)  # the raw cast keeps float32's drift
+    path = tmp_path / "c.lime"
+    with open(path, "wb") as fh:
+        write_ildg(fh, configs, precision=64)
+    f = read_ildg(str(path))
+    assert f.configs.dtype == np.complex128
+    SU(3).check_state(f.configs)
+    assert np.max(np.abs(f.configs - raw)) < 1e-6

@@ -289,3 +289,48 @@ def test_an_hdf5_file_without_the_checksum_is_probed_in_a_child_process(tmp_path
     monkeypatch.setattr(h5, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     with pytest.raises(ValueError, match="crashes the HDF5 library"):
         sq.load_ensemble(path, allow_unverified=True)
+
+
+@pytest.mark.parametrize(
+    "key, value, msg",
+    [
+        ("relaxation", [1, 2], "'relaxation' must be a relaxation verdict"),
+        ("relaxation", {"drifting": ["M"]}, "'relaxation' must be"),
+        ("acceptance", 10**400, "'acceptance' must be a number in \\[0, 1\\]"),
+        ("acceptance", float("-inf"), "'acceptance' must be a number in \\[0, 1\\]"),
+        ("acceptance", 1.5, "'acceptance' must be"),
+        ("acceptance", True, "'acceptance' must be"),
+        ("acceptance_error", "x", "'acceptance_error' must be"),
+        ("health", {"ok": "yes"}, "'health' must be"),
+        ("sampler", "hmc", "'sampler' must be an object"),
+        ("n_therm", -3, "'n_therm' must be an integer ≥ 0"),
+        ("params", [1], "'params' must be an object"),
+    ],
+)
+def test_metadata_of_a_wrong_form_is_refused_even_with_a_valid_checksum(
+    tmp_path, capsys, key, value, msg
+):
+    """Issue 40 (11): metadata whose checksum was recomputed after an edit (so the checksum
+    cannot catch it) but whose form is wrong is a one-line error, not exit 3 or a skipped check
+    (an acceptance of −inf skipped the zero-acceptance flag)."""
+    import io
+    import zipfile
+
+    from sqdiff.cli import main
+    from sqdiff.io import _content_digest
+
+    ens = _ens(tmp_path)
+    with zipfile.ZipFile(ens) as z:
+        arrays = {n[:-4]: np.load(io.BytesIO(z.read(n))) for n in z.namelist()}
+    meta = json.loads(str(arrays.pop("metadata")))
+    meta[key] = value
+    del meta["sha256"]
+    meta["sha256"] = _content_digest(arrays, meta)
+    edited = tmp_path / "edited.npz"
+    with open(edited, "wb") as fh:
+        np.savez(fh, metadata=np.array(json.dumps(meta)), **arrays)
+    with pytest.raises(ValueError, match=msg):
+        sq.load_ensemble(str(edited))
+    assert main(["measure", str(edited)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sqdiff: error:"), err
