@@ -63,7 +63,8 @@ def _read(path: str) -> dict[str, Any]:
 def _convert(action: argparse.Action, key: str, value: Any, path: str):
     """`value` checked and converted as the command line would (same `type`, `choices`)."""
     where = f"--config {path!r}: {key}"
-    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+    switches = argparse._StoreTrueAction | argparse._StoreFalseAction
+    if isinstance(action, switches | argparse.BooleanOptionalAction):
         if not isinstance(value, bool):
             raise ValueError(f"{where} is a switch: true or false, got {value!r}.")
         return value  # the option's value, as OUT.config.toml records it

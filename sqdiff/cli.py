@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_osq(sub)
     _add_demo(sub)
     _add_measure(sub)
+    _add_compare(sub)
     for command in sub.choices.values():
         command.add_argument(
             "--config",
@@ -194,7 +195,7 @@ def _add_theory_flags(p, gauge: bool = True) -> None:
     if gauge:
         p.add_argument("--beta", type=_POSITIVE, help="gauge coupling β > 0 (u1, sun, un)")
         p.add_argument("--N", type=_COUNT, help="N of SU(N) or U(N) (sun, un)")
-    p.add_argument("--action", choices=TOYS, default="quartic", help="toy action (theory toy)")
+    p.add_argument("--action", choices=TOYS, help="toy action (theory toy only; default quartic)")
     p.add_argument("--mu2", type=_REAL, help="quartic μ² (default 1)")
     p.add_argument("--g", type=_REAL, help="quartic coupling g (default 0.4)")
     p.add_argument("--k", type=_REAL, help="cosine k (default 5)")
@@ -214,13 +215,12 @@ def _add_generate(sub) -> None:
     g.add_argument("--sampler", choices=SAMPLERS, default="hmc")
     g.add_argument("--step-size", type=_POSITIVE, help="MD / MALA step size")
     g.add_argument("--n-md", type=_COUNT, help="MD steps per trajectory")
-    g.add_argument("--mass2", type=_POSITIVE, default=1.0, help="FA-HMC m²_eff")
-    g.add_argument("--n-wolff", type=_COUNT, default=1, help="Wolff flips per step")
+    g.add_argument("--mass2", type=_POSITIVE, help="fahmc*: FA-HMC m²_eff (default 1)")
+    g.add_argument("--n-wolff", type=_COUNT, help="*+wolff: Wolff flips per step (default 1)")
     g.add_argument(
         "--n-instanton",
         type=_COUNT,
-        default=4,
-        help="hmc+instanton (u1): instanton-insertion moves per trajectory",
+        help="hmc+instanton (u1): instanton-insertion moves per trajectory (default 4)",
     )
     g.add_argument("--n", type=_COUNT, required=True, help="configurations per chain")
     g.add_argument("--chains", type=_COUNT, default=1, help="independent chains")
@@ -274,7 +274,12 @@ def _add_train(sub) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     g = t.add_argument_group("noise schedule")
     g.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
-    g.add_argument("--sigma", type=_POSITIVE, default=25.0, help="VE σ (> 1)")
+    g.add_argument(
+        "--sigma",
+        type=_POSITIVE,
+        help="VE σ (> 1); default from the data: Σ(T)² = 9× the variance of its widest "
+        "direction (the zero mode), and at least 25 (gauge fields: 25)",
+    )
     g.add_argument("--beta-min", type=_REAL, default=0.1, help="VP/sub-VP β_min")
     g.add_argument("--beta-max", type=_REAL, default=20.0, help="VP/sub-VP β_max")
     g.add_argument("--T", type=_POSITIVE, default=1.0, help="diffusion time horizon")
@@ -310,7 +315,12 @@ def _add_train_network(g) -> None:
         help="U-Net / local / multiscale / link-net / L-CNN channels",
     )
     g.add_argument("--levels", type=_COUNT, default=3, help="U-Net / multiscale levels")
-    g.add_argument("--antisymmetric", action="store_true", help="impose s(−φ) = −s(φ)")
+    g.add_argument(
+        "--antisymmetric",
+        action=argparse.BooleanOptionalAction,
+        help="impose s(−φ) = −s(φ) (mlp, unet, local, multiscale); default: on where the "
+        "action is Z2-symmetric (phi4 and the 0-dim toys)",
+    )
     g.add_argument(
         "--force-skip",
         action="store_true",
@@ -601,6 +611,71 @@ def _add_measure(sub) -> None:
     )
 
 
+def _add_compare(sub) -> None:
+    c = sub.add_parser(
+        "compare",
+        help="does my model work? an ensemble against a reference: pulls, a histogram test, "
+        "a verdict (exit 1 when they differ)",
+    )
+    c.add_argument("file", help="the ensemble under test (e.g. sampled from a model)")
+    c.add_argument("reference", help="the reference ensemble of the same theory (e.g. HMC)")
+    c.add_argument(
+        "--alpha",
+        type=_FRACTION,
+        default=0.01,
+        help="family-wise false-alarm rate of the verdict (Bonferroni over the tests)",
+    )
+    c.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    c.add_argument(
+        "--allow-unverified", action="store_true", help="read files that carry no checksum"
+    )
+
+
+def cmd_compare(args) -> int:
+    """Pulls per observable, a KS test on the order parameter's histogram and a verdict; exit
+    0 when the ensembles agree, 1 when they do not (for scripts)."""
+    from .compare import compare
+    from .io import load_ensemble
+
+    ens = load_ensemble(args.file, allow_unverified=args.allow_unverified)
+    ref = load_ensemble(args.reference, allow_unverified=args.allow_unverified)
+    c = compare(ens, ref, alpha=args.alpha)
+    bad = c.disagreeing
+    if args.json:
+        out = {
+            "pulls": {p.name: p._asdict() for p in c.pulls},
+            "histogram": None
+            if c.histogram is None
+            else dict(
+                zip(("primary", "D", "n_eff", "n_eff_reference", "p"), c.histogram, strict=True)
+            ),
+            "alpha": c.alpha,
+            "threshold": c.threshold,
+            "agree": c.agree,
+            "disagreeing": bad,
+        }
+        print(json.dumps(out))
+        return 0 if c.agree else 1
+    print(f"{args.file} against {args.reference}: {ens.action.name} {ens.action.params}")
+    print(f"{'observable':<22}{'value':>24}{'reference':>24}{'pull':>8}")
+    for p in c.pulls:
+        flag = " !" if not abs(p.pull) <= c.threshold else ""
+        print(
+            f"{p.name:<22}{f'{p.value:.6g} ± {p.error:.2g}':>24}"
+            f"{f'{p.reference:.6g} ± {p.reference_error:.2g}':>24}{p.pull:>+8.2f}{flag}"
+        )
+    if c.histogram is not None:
+        key, D, n_x, n_y, p = c.histogram
+        print(
+            f"histogram of {key}: KS D = {D:.3f}, p = {p:.3g} (effective sizes {n_x:.0f} and "
+            f"{n_y:.0f})"
+        )
+    else:
+        print("histogram: not compared (importance-weighted ensemble)")
+    print(f"verdict: {c.verdict()}")
+    return 0 if c.agree else 1
+
+
 #: the theory flags of `generate` and `osq`; each is passed to the theory's constructor when given
 THEORY_FLAGS = ("L", "d", "kappa", "lam", "beta", "N", "mu2", "g", "k")
 
@@ -611,13 +686,17 @@ def build_action(args):
     silently ignored."""
     from .theories import THEORIES
 
-    name = args.action if args.theory == "toy" else args.theory
+    name = _theory_name(args)
     names = [n for n in THEORIES.names() if n != "custom"]
     if name not in names:
         raise CLIError(f"unknown theory {name!r}; choose one of {names} (or toy --action …)")
     params = {f: getattr(args, f, None) for f in THEORY_FLAGS}
     params = {f: v for f, v in params.items() if v is not None}
-    params.update(_theory_params(args.param))
+    extra_params = _theory_params(args.param)
+    twice = [f for f in extra_params if f in params]
+    if twice:
+        raise CLIError(f"--param {twice[0]}=… repeats --{twice[0]}; give it once")
+    params.update(extra_params)
     sig = inspect.signature(THEORIES[name].__init__).parameters
     extra = [f for f in params if f not in sig]
     if extra:
@@ -632,6 +711,37 @@ def build_action(args):
     if needed:
         raise CLIError(f"theory {name!r} needs " + ", ".join(f"--{f}" for f in needed))
     return THEORIES[name](**params)
+
+
+def _theory_name(args) -> str:
+    """The theory's registry name: `toy --action X` is `X` (quartic by default); `--action`
+    with any other theory is an error, not ignored."""
+    if args.theory == "toy":
+        return args.action or "quartic"
+    if args.action is not None:
+        raise CLIError(f"--action picks the action of theory toy; {args.theory!r} takes none")
+    return args.theory
+
+
+#: the tuning options each --sampler takes; one it does not take is an error, not ignored
+SAMPLER_OPTIONS = {
+    "hmc": ("step_size", "n_md", "target_acceptance"),
+    "omelyan": ("step_size", "n_md", "target_acceptance"),
+    "fahmc": ("step_size", "n_md", "target_acceptance", "mass2"),
+    "mala": ("step_size", "target_acceptance"),
+    "hmc+wolff": ("step_size", "n_md", "target_acceptance", "n_wolff"),
+    "fahmc+wolff": ("step_size", "n_md", "target_acceptance", "mass2", "n_wolff"),
+    "hmc+instanton": ("step_size", "n_md", "target_acceptance", "n_instanton"),
+    "exact": (),
+}
+
+
+def _check_sampler_options(args) -> None:
+    takes = SAMPLER_OPTIONS[args.sampler]
+    for option in ("step_size", "n_md", "target_acceptance", "mass2", "n_wolff", "n_instanton"):
+        if getattr(args, option) is not None and option not in takes:
+            flag = "--" + option.replace("_", "-")
+            raise CLIError(f"{flag} does not apply to --sampler {args.sampler}")
 
 
 def build_sampler(args, action):
@@ -649,14 +759,14 @@ def build_sampler(args, action):
     if name == "mala":
         return MALA(action, eps), None
     if name.startswith("fahmc"):
-        kernel = FourierKernel.free_field(action.lattice_shape, args.mass2)
+        kernel = FourierKernel.free_field(action.lattice_shape, args.mass2 or 1.0)
         hmc = HMC(action, eps, n_md, "leapfrog", kernel=kernel)
     else:
         hmc = HMC(action, eps, n_md, "omelyan" if name == "omelyan" else "leapfrog")
     if name.endswith("+wolff"):
-        return hmc, WolffPhi4(action, args.n_wolff)
+        return hmc, WolffPhi4(action, args.n_wolff or 1)
     if name.endswith("+instanton"):
-        return hmc, InstantonU1(action, args.n_instanton)
+        return hmc, InstantonU1(action, args.n_instanton or 4)
     return hmc, None
 
 
@@ -693,9 +803,8 @@ def cmd_generate(args) -> int:
     if args.therm < 0:
         raise CLIError("--therm must be ≥ 0")
     action = build_action(args)
+    _check_sampler_options(args)
     _check_fits(args.n * (1 if args.sampler == "exact" else args.chains), action, "--n × --chains")
-    if args.sampler == "exact" and args.target_acceptance is not None:
-        raise CLIError("--target-acceptance tunes the step of a Markov chain, not --sampler exact")
     if args.sampler == "exact":  # independent draws: no chain, no thermalisation
         samples = _exact_draws(args, action)
         settings, acceptance, n_therm, thin = {"sampler": "u1-exact"}, 1.0, 0, 1
@@ -1012,28 +1121,50 @@ def _flowed(args, ens):
     return flowed, samples.shape[1]
 
 
+#: the networks that take `antisymmetric` (fconv is odd in φ by construction)
+_ANTISYMMETRIC = ("mlp", "unet", "local", "multiscale")
+
+
+def _antisymmetric(kind: str, args, action) -> bool:
+    """`--antisymmetric`: on by default where the action is Z2-symmetric (issue 39); asked for
+    on an action without the symmetry, or a network without the option, an error."""
+    if args.antisymmetric is None:
+        return kind in _ANTISYMMETRIC and action.z2_symmetric
+    if args.antisymmetric and not action.z2_symmetric:
+        raise CLIError(
+            f"--antisymmetric imposes s(−φ) = −s(φ), but the action {action.name} "
+            f"{action.params} is not Z2-symmetric (S(−φ) ≠ S(φ))"
+        )
+    if args.antisymmetric and kind not in _ANTISYMMETRIC:
+        raise CLIError(
+            f"--antisymmetric is an option of --model {', '.join(_ANTISYMMETRIC)}, not {kind}"
+        )
+    return args.antisymmetric
+
+
 def _network_kwargs(kind: str, args, action) -> dict:
     """The keyword arguments of network `kind` from the options and the ensemble's theory."""
+    z2 = _antisymmetric(kind, args, action)
     kwargs = {
-        "mlp": {"width": args.width, "depth": args.depth, "antisymmetric": args.antisymmetric},
+        "mlp": {"width": args.width, "depth": args.depth, "antisymmetric": z2},
         "unet": {
             "d": len(action.lattice_shape),
             "channels": args.channels,
             "levels": args.levels,
-            "antisymmetric": args.antisymmetric,
+            "antisymmetric": z2,
         },
         "local": {
             "d": len(action.lattice_shape),
             "channels": args.channels,
             "depth": args.depth,
-            "antisymmetric": args.antisymmetric,
+            "antisymmetric": z2,
         },
         "multiscale": {
             "d": len(action.lattice_shape),
             "channels": args.channels,
             "depth": args.depth,
             "levels": args.levels,
-            "antisymmetric": args.antisymmetric,
+            "antisymmetric": z2,
         },
         "fconv": {
             "d": len(action.lattice_shape),
@@ -1064,13 +1195,14 @@ def _network_kwargs(kind: str, args, action) -> dict:
     return kwargs
 
 
-def model_spec(args, action, data=None):
+def model_spec(args, action, data=None, volumes=()):
     """The `ModelSpec` for an ensemble's theory and the options (`data`: the training
     configurations, for the default `--crossover` of target score matching and fconv's data
-    scale)."""
+    scale; `volumes`: every training volume, for the default VE σ, `train.data_sigma`)."""
     import numpy as np
 
     from .specs import GroupSpec, ModelSpec, NetworkSpec, ObjectiveSpec, ScheduleSpec, TheorySpec
+    from .train import data_sigma
 
     kind = args.model
     if kind == "auto":
@@ -1081,7 +1213,11 @@ def model_spec(args, action, data=None):
                 f"{action.params} yet; choose --model explicitly"
             )
     if args.schedule == "ve":
-        schedule = ScheduleSpec("ve", {"sigma": args.sigma, "T": args.T})
+        sigma = args.sigma
+        if sigma is None:
+            derive = action.group.is_vector_space and len(volumes) > 0
+            sigma = data_sigma(volumes, args.T) if derive else 25.0
+        schedule = ScheduleSpec("ve", {"sigma": sigma, "T": args.T})
     else:
         schedule = ScheduleSpec(
             args.schedule, {"beta_min": args.beta_min, "beta_max": args.beta_max, "T": args.T}
@@ -1132,7 +1268,7 @@ def cmd_train(args) -> int:
 
     from .io import load_ensemble
     from .objectives import ReverseKL
-    from .train import TrainConfig, train
+    from .train import TrainConfig, train, widest_variance
 
     ens = load_ensemble(args.ensemble)
     if ens.log_weights is not None:
@@ -1142,7 +1278,15 @@ def cmd_train(args) -> int:
             "--method imh gives an unweighted exact chain)"
         )
     data = ens.samples.reshape((-1,) + tuple(ens.action.config_shape))
-    spec = model_spec(args, ens.action, data)
+    volumes = [data] + [_other_volume(path, ens) for path in args.also]
+    spec = model_spec(args, ens.action, data, volumes)
+    if args.schedule == "ve" and args.sigma is None and ens.action.group.is_vector_space:
+        schedule = spec.build_schedule()
+        print(
+            f"schedule: VE σ = {schedule.sigma:.4g} from the data (Σ(T)² = "
+            f"{schedule.prior_std**2:.4g}; the data's widest direction has variance "
+            f"{max(widest_variance(v) for v in volumes):.4g})"
+        )
     model = spec.build_network()
     one = jax.ShapeDtypeStruct(spec.config_shape, ens.action.group.state_dtype(np.float32))
     try:
@@ -1159,7 +1303,6 @@ def cmd_train(args) -> int:
         seed=args.seed,
         volume_batch=args.volume_batch,
     )
-    volumes = [data] + [_other_volume(path, ens) for path in args.also]
     _check_loss_plot(args.out)
     objective = spec.build_objective(ens.action)
     res = train(
@@ -1311,6 +1454,8 @@ def _theory_params(items) -> dict:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise CLIError(f"--param expects NAME=VALUE, got {item!r}")
+        if name in params:
+            raise CLIError(f"--param {name} is given twice")
         try:
             v = float(value)
         except ValueError:
@@ -1323,7 +1468,7 @@ def cmd_osq(args) -> int:
     from .train import TrainConfig, train
 
     euclid = ("phi4", *TOYS)
-    name = args.action if args.theory == "toy" else args.theory
+    name = _theory_name(args)
     if name not in euclid:
         raise CLIError(f"optimal SQ supports the scalar theories {euclid}, got {name!r}")
     try:
@@ -1463,11 +1608,12 @@ def main(argv=None) -> int:
         args = _parse(argv)
         if args.command is None:
             raise CLIError(
-                "choose a command: demo, generate, train, sample, osq or measure (--help)"
+                "choose a command: demo, generate, train, sample, osq, measure or compare (--help)"
             )
         commands = {
             "generate": cmd_generate,
             "measure": cmd_measure,
+            "compare": cmd_compare,
             "train": cmd_train,
             "sample": cmd_sample,
             "osq": cmd_osq,

@@ -45,7 +45,8 @@ def run_demo(
     seed: int = 0,
     quiet: bool = False,
 ) -> dict:
-    """Run the demo into the new folder `out`; returns the table, its text and the figure path.
+    """Run the demo into the new folder `out`; returns the table, its text, the verdicts of DM
+    and DM+MAALA against HMC (`sqdiff.compare`) and the figure path.
 
     Args:
         out: a new or empty folder for the ensembles, the model (with its `loss.png`),
@@ -132,10 +133,15 @@ def run_demo(
 
     # 4. compare
     _log("[4/4] measuring")
-    table, text = _compare(action, ens, n, float(np.mean(acc)), maala_acc)
+    table, text, verdicts = _compare(action, ens, n, float(np.mean(acc)), maala_acc)
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(
-            {"table": table, "train_seconds": t_train, "total_seconds": time.perf_counter() - t0},
+            {
+                "table": table,
+                "verdicts against HMC": verdicts,
+                "train_seconds": t_train,
+                "total_seconds": time.perf_counter() - t0,
+            },
             fh,
             indent=1,
         )
@@ -149,7 +155,13 @@ def run_demo(
         from .plots import training_loss_figure
 
         training_loss_figure(os.path.join(model_dir, "loss.png"), trained.losses, "demo training")
-    return {"text": text, "table": table, "figure": figure, "train_seconds": t_train}
+    return {
+        "text": text,
+        "table": table,
+        "verdicts": verdicts,
+        "figure": figure,
+        "train_seconds": t_train,
+    }
 
 
 def _hmc_ensemble(action, n, seed, out, quiet):
@@ -184,7 +196,8 @@ def _hmc_ensemble(action, n, seed, out, quiet):
 
 
 def _compare(action, ens, n, hmc_acc, maala_acc):
-    """The observables of every ensemble with errors: `(table, text)`."""
+    """The observables of every ensemble with errors, and the verdict of DM and DM+MAALA
+    against HMC on every observable (`compare.compare_samples`): `(table, text, verdicts)`."""
     from .observables import analyze
 
     results = {name: analyze(action, x) for name, x in ens.items()}
@@ -194,6 +207,19 @@ def _compare(action, ens, n, hmc_acc, maala_acc):
             for k in OBSERVABLES
         }
         for name, r in results.items()
+    }
+    from .compare import compare_samples
+
+    verdicts = {
+        name: compare_samples(action, x, ens["HMC"]) for name, x in ens.items() if name != "HMC"
+    }
+    verdict_table = {
+        name: {
+            "agree": c.agree,
+            "pulls": {p.name: p.pull for p in c.pulls},
+            "disagreeing": c.disagreeing,
+        }
+        for name, c in verdicts.items()
     }
     p = action.params
     lines = [
@@ -207,7 +233,9 @@ def _compare(action, ens, n, hmc_acc, maala_acc):
             r = results[name][k]
             cells += f"{f'{r.value:.4f} ± {r.error:.4f} (τ {r.tau_int:.1f})':>30}"
         lines.append(f"{k:<12}{cells}")
-    return table, "\n".join(lines)
+    for name, c in verdicts.items():  # every observable of φ⁴, not only the table's
+        lines.append(f"{name} against HMC: {c.verdict()}")
+    return table, "\n".join(lines), verdict_table
 
 
 def _denoising(model, L, sde_steps, seed):

@@ -145,6 +145,47 @@ def prior_coverage(schedule: AbstractSchedule, volumes) -> float:
     return max(m2 * widest_variance(v) for v in volumes) / float(schedule.marginal_std(T)) ** 2
 
 
+#: the data-derived VE prior is this many times wider, in variance, than the data's widest
+#: direction: `Σ(T)² = 9 λ_max`, a prior std 3× the widest data std. The law at `T` then
+#: differs from the prior by a KL of ½(r − ln(1 + r)) ≈ 0.005 nats (r = 1/9) in that one mode,
+#: and less in every other
+PRIOR_WIDTH = 9.0
+#: the VE σ of the earlier fixed default; a data-derived σ is never smaller (data with unit
+#: per-site variance and a zero mode of ≤ 10 keep today's schedule, Σ(T)² = 97)
+MIN_DATA_SIGMA = 25.0
+
+
+def ve_sigma_for(prior_variance: float, T: float = 1.0) -> float:
+    """The VE `σ` with `Σ(T)² = (σ^{2T} − 1)/(2 ln σ) = prior_variance`, by bisection in
+    `ln σ` (`Σ(T)²` increases with σ from its σ → 1 limit `T`, so it needs
+    `prior_variance > T`)."""
+    target = float(prior_variance)
+    if not target > T:
+        raise ValueError(f"a VE prior variance must exceed T = {T}, got {prior_variance}.")
+
+    def variance(log_s: float) -> float:
+        return math.expm1(2 * T * log_s) / (2 * log_s)
+
+    lo, hi = 1e-12, 1.0
+    while variance(hi) < target:
+        lo, hi = hi, 2 * hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if variance(mid) < target else (lo, mid)
+    return math.exp(hi)
+
+
+def data_sigma(volumes, T: float = 1.0) -> float:
+    """The default VE `σ` for training data (issue 39): its prior `N(0, Σ(T)²)` covers the
+    data's widest direction with `Σ(T)² = PRIOR_WIDTH · λ_max` (`widest_variance`, for φ⁴
+    near κ_c the zero mode `V⟨M²⟩`), and never narrower than `MIN_DATA_SIGMA`. Song & Ermon
+    (NeurIPS 2020), technique 1: σ_max as large as the data's largest scale."""
+    lam = max(widest_variance(v) for v in volumes)
+    if not math.isfinite(lam):
+        raise ValueError("the training data's variance is not finite; check the ensemble.")
+    return max(ve_sigma_for(PRIOR_WIDTH * lam, T), MIN_DATA_SIGMA)
+
+
 def _warn_narrow_prior(spec: ModelSpec, volumes) -> None:
     """A `UserWarning` when the prior is narrower than the data (`prior_coverage` > 1)."""
     schedule = spec.build_schedule()
@@ -157,7 +198,8 @@ def _warn_narrow_prior(spec: ModelSpec, volumes) -> None:
             f"is narrower than the data: along its widest direction (for φ⁴ the zero mode, "
             f"V⟨M²⟩) the data has m(T)²λ_max = {r:.3g} Σ(T)², so the reverse process starts "
             "from the wrong law and the long-wavelength modes come out too small; use a wider "
-            "schedule (VE: a larger sigma, so that Σ(T)² ≥ λ_max).",
+            f"schedule (VE: sigma ≥ {data_sigma(volumes, schedule.T):.4g}, the data-derived "
+            "default of `sqdiff train`, which gives Σ(T)² = 9 λ_max).",
             stacklevel=3,
         )
 

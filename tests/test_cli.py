@@ -230,6 +230,11 @@ def test_train_command_and_load_model(tmp_path, capsys):
     )
     captured = capsys.readouterr()
     assert "trained unet for 20 steps" in captured.out
+    # the VE σ comes from the data (issue 39) and is recorded in the spec
+    data = sq.load_ensemble(str(ens)).samples.reshape(-1, 8, 8)
+    sigma = sq.train.data_sigma([data])
+    assert f"schedule: VE σ = {sigma:.4g} from the data" in captured.out
+    assert dict(sq.ModelDir(str(model_dir)).load().spec.schedule.params)["sigma"] == sigma
     # the training-loss curve beside the model, named on stderr
     assert (model_dir / "loss.png").read_bytes()[:4] == b"\x89PNG" and "loss.png" in captured.err
     model = sq.load_model(str(model_dir))
@@ -408,12 +413,40 @@ def test_generate_with_a_target_acceptance(tmp_path, capsys):
     assert abs(meta["acceptance"] - 0.574) < 0.08, meta
     u1 = ["generate", "u1", "--L", "4", "--beta", "2", "--n", "10"]
     for base, extra, msg in [
-        (u1, ["--sampler", "exact", "--target-acceptance", "0.8"], "not --sampler exact"),
+        (u1, ["--sampler", "exact", "--target-acceptance", "0.8"], "--sampler exact"),
         (argv, ["--target-acceptance", "0.8", "--therm", "10"], "--therm ≥ 20"),
         (argv, ["--target-acceptance", "0"], "--target-acceptance"),
     ]:
         assert main(base + extra + ["--out", str(tmp_path / "x.npz")]) == 2
         assert msg in capsys.readouterr().err
+
+
+def test_generate_refuses_options_that_do_not_apply(tmp_path, capsys):
+    """Issue 40 (8): an option the chosen theory or sampler does not take is a one-line error,
+    not silently ignored; nothing is written."""
+    phi4 = ["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.5", "--n", "4"]
+    u1 = ["generate", "u1", "--L", "4", "--beta", "2", "--n", "4"]
+    for argv, msg in [
+        (phi4 + ["--n-wolff", "3"], "--n-wolff does not apply to --sampler hmc"),
+        (phi4 + ["--sampler", "fahmc", "--n-wolff", "3"], "--n-wolff does not apply"),
+        (phi4 + ["--mass2", "2"], "--mass2 does not apply to --sampler hmc"),
+        (phi4 + ["--sampler", "mala", "--n-md", "5"], "--n-md does not apply to --sampler mala"),
+        (u1 + ["--sampler", "exact", "--n-md", "5"], "--n-md does not apply to --sampler exact"),
+        (u1 + ["--sampler", "exact", "--step-size", "0.1"], "--step-size does not apply"),
+        (u1 + ["--n-instanton", "2"], "--n-instanton does not apply to --sampler hmc"),
+        (phi4 + ["--action", "cosine"], "--action picks the action of theory toy"),
+        (phi4 + ["--param", "L=5"], "--param L=… repeats --L"),
+        (phi4 + ["--param", "d=2", "--param", "d=3"], "--param d is given twice"),
+    ]:
+        assert main(argv + ["--quiet", "--out", str(tmp_path / "x.npz")]) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, (argv, err)
+    assert list(tmp_path.iterdir()) == []
+    # the toy theory still defaults to the quartic action, and --action still picks one
+    out = tmp_path / "toy.npz"
+    assert main(["generate", "toy", "--action", "cosine", "--n", "4", "--therm", "0", "--quiet",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert sq.io.load_ensemble(out).metadata["theory"] == "cosine"
 
 
 def test_sample_command_bad_input(toy_model, tmp_path, capsys):
@@ -555,8 +588,14 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
     assert "! DM+MAALA: NOT RELAXED" in text, text
     files = sorted(p.name for p in out.iterdir())
     assert {"hmc.npz", "sde.npz", "maala.npz", "model", "results.json", "results.txt"} <= set(files)
-    table = json.loads((out / "results.json").read_text())["table"]
-    assert set(table) == {"HMC", "DM", "DM+MAALA"}
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["table"]) == {"HMC", "DM", "DM+MAALA"}
+    # a verdict per sampler against HMC on every observable (issue 39): 20 training steps and
+    # 4 MAALA steps are far from enough, and the verdict says so
+    assert "DM against HMC: DISAGREE" in text and "DM+MAALA against HMC:" in text
+    verdicts = results["verdicts against HMC"]
+    assert set(verdicts) == {"DM", "DM+MAALA"} and not verdicts["DM"]["agree"]
+    assert "<phi^2>" in verdicts["DM"]["pulls"]
     assert main(["demo", "--out", str(out), "--quiet"]) == 2  # never overwrites
 
 
@@ -1017,3 +1056,36 @@ def test_xla_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "out of memory" in err
+
+
+def test_the_score_is_odd_by_default_where_the_action_is_z2_symmetric(tmp_path, capsys):
+    """Issue 39: φ⁴ and the 0-dim toys are Z2-symmetric, so `train` imposes s(−φ) = −s(φ)
+    unless told `--no-antisymmetric`; asking for it on an action without the symmetry, or on a
+    network without the option, is a one-line error naming it."""
+    import jax.numpy as jnp
+
+    import sqdiff as sq
+
+    ens = tmp_path / "q.npz"
+    assert main(["generate", "quartic", "--n", "64", "--therm", "8", "--quiet", "--out",
+                 str(ens)]) == 0  # fmt: skip
+    base = ["train", str(ens), "--model", "mlp", "--width", "8", "--depth", "1", "--iters",
+            "2", "--batch", "8", "--warmup", "1", "--quiet"]  # fmt: skip
+    assert main(base + ["--out", str(tmp_path / "odd")]) == 0
+    assert main(base + ["--out", str(tmp_path / "free"), "--no-antisymmetric"]) == 0
+    phi = jnp.array(0.7)
+    odd = sq.load_model(str(tmp_path / "odd"))
+    assert float(odd(0.3, phi)) == pytest.approx(-float(odd(0.3, -phi)), abs=1e-6)
+    free = sq.load_model(str(tmp_path / "free"))
+    assert abs(float(free(0.3, phi)) + float(free(0.3, -phi))) > 1e-6
+    u1 = tmp_path / "u1.npz"
+    assert main(["generate", "u1", "--L", "4", "--beta", "2", "--n", "8", "--sampler", "exact",
+                 "--out", str(u1)]) == 0  # fmt: skip
+    capsys.readouterr()
+    for argv, msg in [
+        (["train", str(u1), "--antisymmetric"], "the action u1 {'L': 4, 'beta': 2.0} is not Z2"),
+        (base + ["--model", "fconv", "--antisymmetric"], "not fconv"),
+    ]:
+        assert main(argv + ["--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err

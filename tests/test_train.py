@@ -388,10 +388,37 @@ def test_a_prior_narrower_than_the_data_is_flagged(tmp_path):
     cfg = TrainConfig(steps=2, batch=4, steps_per_call=2)
     with pytest.warns(UserWarning, match="prior N\\(0, Σ\\(T\\)²\\).*narrower than the data"):
         train(str(tmp_path / "narrow"), data, local_spec(4), cfg, progress=False)
+    # the warning names the σ to use: the data-derived default
+    with pytest.warns(UserWarning, match=f"sigma ≥ {sq.train.data_sigma([data]):.4g}"):
+        train(str(tmp_path / "narrow2"), data, local_spec(4), cfg, progress=False)
     # the same data under VE σ = 100 (Σ(T)² ≈ 1086) is covered: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train(str(tmp_path / "wide"), data, local_spec(4, sigma=100.0), cfg, progress=False)
+
+
+def test_the_default_ve_sigma_comes_from_the_data():
+    """Issue 39: the VE prior covers the data's widest direction, Σ(T)² = 9 λ_max, and is
+    never narrower than σ = 25; `ve_sigma_for` inverts Σ(T)²(σ) exactly."""
+    for target, T in [(97.0, 1.0), (5.4e4, 1.0), (2.0, 0.5), (1e6, 2.0)]:
+        s = sq.train.ve_sigma_for(target, T)
+        assert float(sq.VarianceExploding(s, T).marginal_std(T)) ** 2 == pytest.approx(
+            target, rel=1e-6
+        )
+    with pytest.raises(ValueError, match="must exceed T"):
+        sq.train.ve_sigma_for(0.5)
+    # a zero mode of variance 16·20² = 6400 (the 2D φ⁴ broken phase at L = 16 has ≈ 6000)
+    zero_mode = 20.0 * jr.normal(jr.key(0), (400, 1, 1)) * jnp.ones((400, 4, 4))
+    data = zero_mode + 0.1 * jr.normal(jr.key(1), (400, 4, 4))
+    lam = sq.train.widest_variance(data)
+    assert lam == pytest.approx(6400, rel=4 * np.sqrt(2 / 200))  # 200 held-out configurations
+    ve = sq.VarianceExploding(sq.train.data_sigma([data]))
+    assert float(ve.marginal_std(1.0)) ** 2 == pytest.approx(9 * lam, rel=1e-6)
+    assert sq.train.prior_coverage(ve, [data]) == pytest.approx(1 / 9, rel=1e-6)
+    # unit-variance data keeps the schedule of before (σ = 25, Σ(T)² = 97 ≥ 9 λ_max)
+    assert sq.train.data_sigma([jr.normal(jr.key(2), (64, 4, 4))]) == 25.0
+    with pytest.raises(ValueError, match="not finite"):
+        sq.train.data_sigma([jnp.full((8, 4, 4), jnp.inf)])
 
 
 def test_several_volumes_bad_input(tmp_path):

@@ -31,6 +31,9 @@ class AbstractAction(eqx.Module):
 
     #: name used in ensemble metadata and on the command line
     name: ClassVar[str]
+    #: `S(−φ) = S(φ)` for every parameter value (a real field's Z2): the score is then odd,
+    #: and `sqdiff train` imposes `s(−φ) = −s(φ)` on networks that take `antisymmetric`
+    z2_symmetric: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod

@@ -25,6 +25,7 @@ class Phi4(AbstractAction):
     kappa: float = eqx.field(static=True)
     lam: float = eqx.field(static=True)
     name = "phi4"
+    z2_symmetric = True
 
     def __init__(self, L: int, kappa: float, lam: float, d: int = 2):
         self.L, self.d = check_lattice(L, d)

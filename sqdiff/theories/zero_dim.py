@@ -52,6 +52,7 @@ class Quartic0D(_ZeroDim):
     mu2: float = eqx.field(static=True)
     g: float = eqx.field(static=True)
     name = "quartic"
+    z2_symmetric = True
 
     def __init__(self, mu2: float = 1.0, g: float = 0.4):
         self.mu2, self.g = float(mu2), float(g)
@@ -73,6 +74,7 @@ class DoubleWell0D(_ZeroDim):
     """`S = (φ² − 1)²`."""
 
     name = "double_well"
+    z2_symmetric = True
 
     @property
     def params(self):
@@ -90,6 +92,7 @@ class Cosine0D(_ZeroDim):
 
     k: float = eqx.field(static=True)
     name = "cosine"
+    z2_symmetric = True
 
     def __init__(self, k: float = 5.0):
         self.k = positive_float(k, "k")
