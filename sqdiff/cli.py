@@ -272,6 +272,12 @@ def _add_train(sub) -> None:
     t.add_argument("--seed", type=_SEED, default=0)
     t.add_argument("--resume", action="store_true", help="continue the model in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--validation",
+        type=_FRACTION,
+        help="fraction of the configurations held out (the end of the ensemble) for the "
+        "held-out DSM loss per noise band (default: 0.1 with ≥ 80 configurations, else none)",
+    )
     g = t.add_argument_group("noise schedule")
     g.add_argument("--schedule", choices=("ve", "vp", "subvp"), default="ve")
     g.add_argument(
@@ -1278,6 +1284,7 @@ def cmd_train(args) -> int:
             "--method imh gives an unweighted exact chain)"
         )
     data = ens.samples.reshape((-1,) + tuple(ens.action.config_shape))
+    data, held = _validation_split(args, ens, data)
     volumes = [data] + [_other_volume(path, ens) for path in args.also]
     spec = model_spec(args, ens.action, data, volumes)
     if args.schedule == "ve" and args.sigma is None and ens.action.group.is_vector_space:
@@ -1318,7 +1325,70 @@ def cmd_train(args) -> int:
         what = f"{spec.network.name} for {res.step} steps by reverse KL (no data: the ensemble "
         what += "gave the theory and the data scale)"
         title = f"reverse KL ({spec.network.name})"
+    if held is not None and res.status == "done":
+        _report_bands(res.model, spec, data, held, args.seed)
     return _report_training(args.out, res, title, 100, what)
+
+
+#: `train --validation` by default: a tenth held out, from this many configurations on
+AUTO_VALIDATION_MIN = 80
+#: the fewest held-out configurations the band losses are computed from
+MIN_VALIDATION = 8
+
+
+def _validation_split(args, ens, data):
+    """`(training configurations, held-out ones or None)`: the last `--validation` fraction of
+    the ensemble (chain-major: the end of the last chains), for DSM on scalar fields."""
+    import math
+
+    dsm = args.objective == "dsm" and ens.action.group.is_vector_space
+    frac = args.validation
+    if frac is None:
+        if not dsm or data.shape[0] < AUTO_VALIDATION_MIN:
+            return data, None
+        frac = 0.1
+    if not dsm:
+        raise CLIError(
+            "--validation reports the held-out DSM loss per noise band: it needs --objective "
+            "dsm on a scalar field"
+        )
+    k = math.ceil(frac * data.shape[0])
+    if k < MIN_VALIDATION or data.shape[0] - k < MIN_VALIDATION:
+        raise CLIError(
+            f"--validation {frac:g} of {data.shape[0]} configurations holds out {k}: the band "
+            f"losses need ≥ {MIN_VALIDATION} held out and ≥ {MIN_VALIDATION} to train on"
+        )
+    return data[:-k], data[-k:]
+
+
+def _report_bands(model, spec, data, held, seed: int) -> None:
+    """The held-out DSM loss per noise band against the Gaussian bound on its irreducible part
+    (`sqdiff.validation`), one line per band; `! REDUCIBLE` where the loss is above it."""
+    import jax.random as jr
+
+    from .validation import REDUCIBLE_SE, band_losses, data_spectrum
+
+    t_min = dict(spec.objective.params).get("t_min", 1e-3)
+    bands = band_losses(
+        model, spec.build_schedule(), held, jr.key(seed + 7), spectrum=data_spectrum(data),
+        t_min=t_min,
+    )  # fmt: skip
+    print(
+        f"held-out DSM loss per noise band ({held.shape[0]} configurations; bound: the "
+        "irreducible loss of Gaussian data with this covariance, which no law exceeds)"
+    )
+    for b in bands:
+        flag = f"  ! REDUCIBLE (+{b.excess:.1f} SE)" if b.reducible else ""
+        print(
+            f"  Σ {b.sigma_lo:9.3g} – {b.sigma_hi:<9.3g} loss {b.loss:.4f} ± {b.error:.4f}  "
+            f"bound {b.bound:.4f}{flag}"
+        )
+    n_bad = sum(b.reducible for b in bands)
+    if n_bad:
+        print(
+            f"! {n_bad} of {len(bands)} bands are above the bound by > {REDUCIBLE_SE:g} SE: "
+            "the network can still learn there (train longer, or a larger network)"
+        )
 
 
 def _other_volume(path: str, main):

@@ -1089,3 +1089,28 @@ def test_the_score_is_odd_by_default_where_the_action_is_z2_symmetric(tmp_path, 
         assert main(argv + ["--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, err
+
+
+def test_train_reports_the_held_out_loss_per_noise_band(tmp_path, capsys):
+    """Issue 39: `train` holds out the end of the ensemble (10 % from 80 configurations on) and
+    prints the DSM loss per noise band against the Gaussian bound on its irreducible part; a
+    barely trained network is flagged REDUCIBLE. Too small a split is a one-line error."""
+    ens = tmp_path / "p.npz"
+    assert main(["generate", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.5", "--n", "100",
+                 "--therm", "20", "--quiet", "--out", str(ens)]) == 0  # fmt: skip
+    capsys.readouterr()
+    base = ["train", str(ens), "--model", "mlp", "--width", "4", "--depth", "1", "--batch", "8",
+            "--warmup", "1", "--quiet"]  # fmt: skip
+    assert main(base + ["--iters", "2", "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "held-out DSM loss per noise band (10 configurations" in out
+    assert "steps on 90 configurations" in out
+    assert out.count("  Σ ") == 8 and "! REDUCIBLE" in out
+    for extra, msg in [
+        (["--validation", "0.05"], "--validation 0.05 of 100 configurations holds out 5"),
+        (["--validation", "0.95"], "≥ 8 to train on"),
+        (["--objective", "tsm", "--validation", "0.2"], "needs --objective dsm"),
+    ]:
+        assert main(base + ["--iters", "2", "--out", str(tmp_path / "x")] + extra) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
