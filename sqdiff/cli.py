@@ -1002,26 +1002,28 @@ def _check_loss_plot(model_dir: str) -> None:
         _check_figure(os.path.join(model_dir, "loss.png"))
 
 
-def _report_training(out: str, res, title: str, last: int, what: str) -> int:
-    """The end of `sqdiff train` and `sqdiff osq`: the loss plot, one line (the mean loss over
-    the `last` steps), and the exit code (1 unless training finished)."""
+def _report_training(out: str, res, title: str, last: int, what: str, bands=None) -> int:
+    """The end of `sqdiff train` and `sqdiff osq`: the loss plot (with the held-out `bands`
+    when given), one line (the mean loss over the `last` steps), and the exit code (1 unless
+    training finished)."""
     import numpy as np
 
     tail = np.mean(res.losses[-last:]) if res.losses else float("nan")
-    _loss_plot(out, res.losses, title)
+    _loss_plot(out, res.losses, title, bands)
     verb = "stopped (non-finite loss)" if res.status == "nan" else "trained"
     print(f"{verb} {what}; final loss {tail:.4f}; model in {out}")
     return 0 if res.status == "done" else 1
 
 
-def _loss_plot(model_dir: str, losses, title: str) -> None:
-    """`MODEL_DIR/loss.png`, the training-loss curve (skipped, with a note, without matplotlib)."""
+def _loss_plot(model_dir: str, losses, title: str, bands=None) -> None:
+    """`MODEL_DIR/loss.png`, the training-loss curve and the held-out band losses (skipped,
+    with a note, without matplotlib)."""
     from .plots import training_loss_figure
 
     if not losses:
         return
     try:
-        path = training_loss_figure(os.path.join(model_dir, "loss.png"), losses, title)
+        path = training_loss_figure(os.path.join(model_dir, "loss.png"), losses, title, bands)
     except ImportError as e:
         print(f"no loss curve: {e}", file=sys.stderr)
         return
@@ -1325,9 +1327,10 @@ def cmd_train(args) -> int:
         what = f"{spec.network.name} for {res.step} steps by reverse KL (no data: the ensemble "
         what += "gave the theory and the data scale)"
         title = f"reverse KL ({spec.network.name})"
+    bands = None
     if held is not None and res.status == "done":
-        _report_bands(res.model, spec, data, held, args.seed)
-    return _report_training(args.out, res, title, 100, what)
+        bands = _report_bands(res.model, spec, data, held, args.seed)
+    return _report_training(args.out, res, title, 100, what, bands)
 
 
 #: `train --validation` by default: a tenth held out, from this many configurations on
@@ -1361,7 +1364,7 @@ def _validation_split(args, ens, data):
     return data[:-k], data[-k:]
 
 
-def _report_bands(model, spec, data, held, seed: int) -> None:
+def _report_bands(model, spec, data, held, seed: int):
     """The held-out DSM loss per noise band against the Gaussian bound on its irreducible part
     (`sqdiff.validation`), one line per band; `! REDUCIBLE` where the loss is above it."""
     import jax.random as jr
@@ -1389,6 +1392,7 @@ def _report_bands(model, spec, data, held, seed: int) -> None:
             f"! {n_bad} of {len(bands)} bands are above the bound by > {REDUCIBLE_SE:g} SE: "
             "the network can still learn there (train longer, or a larger network)"
         )
+    return bands
 
 
 def _other_volume(path: str, main):

@@ -57,14 +57,19 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def training_loss_figure(path: str, losses: Sequence[float], title: str = "training") -> str:
-    """The loss per optimiser step (light) and its running mean over 1 % of the run (dark).
+def training_loss_figure(
+    path: str, losses: Sequence[float], title: str = "training", bands: Sequence | None = None
+) -> str:
+    """The loss per optimiser step (light) and its running mean over 1 % of the run (dark);
+    with `bands`, a second panel: the held-out loss per noise band against the Gaussian bound
+    on its irreducible part (`sqdiff.validation.Band`), reducible bands marked.
 
     Args:
         path: the image to write (`.png`, `.pdf`, `.svg`).
         losses: one loss per optimiser step, as `TrainResult.losses` or a model directory's
             `config.json` keeps them.
         title: the figure's title.
+        bands: `validation.band_losses` of the trained model, or None.
 
     Returns:
         `path`.
@@ -73,7 +78,11 @@ def training_loss_figure(path: str, losses: Sequence[float], title: str = "train
     if loss.ndim != 1 or loss.size == 0:
         raise ValueError(f"`losses` must be a non-empty list of numbers, got shape {loss.shape}.")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    if bands:
+        fig, (ax, ax_b) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+        _band_panel(ax_b, bands)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     steps = np.arange(1, loss.size + 1)
     ax.plot(steps, loss, lw=0.5, alpha=0.35, color="C0", label="per step")
     w = max(1, loss.size // 100)
@@ -90,6 +99,21 @@ def training_loss_figure(path: str, losses: Sequence[float], title: str = "train
     out = _save(fig, path)
     plt.close(fig)
     return out
+
+
+def _band_panel(ax, bands) -> None:
+    """Held-out loss per noise band (error bars) and the Gaussian bound (line), over Σ."""
+    mid = np.array([np.sqrt(b.sigma_lo * b.sigma_hi) for b in bands])
+    loss = np.array([b.loss for b in bands])
+    err = np.array([b.error for b in bands])
+    ax.errorbar(mid, loss, yerr=err, fmt="o", color="C0", capsize=3, label="held-out loss")
+    ax.plot(mid, [b.bound for b in bands], "k--", lw=1, label="Gaussian bound (irreducible ≤)")
+    bad = [i for i, b in enumerate(bands) if b.reducible]
+    if bad:
+        ax.plot(mid[bad], loss[bad], "x", color="C3", ms=10, mew=2, label="reducible")
+    ax.set_xscale("log")
+    ax.set(xlabel="noise level Σ(t)", ylabel="DSM loss per site", title="held-out, per band")
+    ax.legend(loc="upper right", fontsize=8)
 
 
 def _curves(action: AbstractAction, primaries: Mapping[str, np.ndarray], names, S: float):
