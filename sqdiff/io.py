@@ -225,6 +225,10 @@ def is_sqdiff_figure(path: str) -> bool:
     return any(data.startswith(magic) and mark in data for magic, mark in marks.items())
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
 def check_output(
     path: str,
     *,
@@ -251,12 +255,12 @@ def check_output(
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
         if not force:
-            raise ValueError(f"{path!r} is a symbolic link; not replacing it with a {what} "
+            raise ValueError(f"{path!r} is a symbolic link; not replacing it with {_a(what)} "
                              "(--force replaces the link, not its target).")  # fmt: skip
         return
     if not stat.S_ISREG(mode):
         raise ValueError(f"{path!r} is not a regular file (a folder, FIFO or device); never "
-                         f"replacing it with a {what}.")  # fmt: skip
+                         f"replacing it with {_a(what)}.")  # fmt: skip
     if not owned(path) and not force:
         raise ValueError(
             f"{path!r} exists and is not a sqdiff {what}; not replacing it (--force does, where "

@@ -333,8 +333,8 @@ PATH_KINDS = ["notes.txt", "fig.png", "dir", "link.txt", "dangling.npz", "fifo.n
 
 
 def _output_commands(target: str) -> list[tuple[list[str], str | None]]:
-    """`(argv, what a success may replace)` for each command that writes at `target`: the
-    output itself, and (`--config`) its side file `OUT.config.toml` placed on `target`."""
+    """`(argv, what a success may replace)` for each command that writes its output at
+    `target` (the side file `OUT.config.toml` at each kind of path: `_prepare_side`)."""
     gen = ["generate", *PHI4, "--n", "4", "--therm", "2", "--quiet"]
     smp = ["sample", "m", "--n", "2", "--steps", "2", "--quiet"]
     trn = ["train", "q.npz", "--model", "mlp", "--width", "4", "--depth", "1", "--iters", "2",
@@ -346,9 +346,6 @@ def _output_commands(target: str) -> list[tuple[list[str], str | None]]:
         (["measure", "e.npz", "--plot", target], None),
         (trn + ["--out", target], None),
     ]
-    side = target[: -len(".config.toml")] if target.endswith(".config.toml") else None
-    if side is None:  # a side file: the output beside a thing named X.config.toml
-        cases.append((gen + ["--out", "side.npz"], None))
     return cases
 
 
