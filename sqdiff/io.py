@@ -77,7 +77,10 @@ def _health(v) -> bool:
 _METADATA_FORMS: dict[str, tuple[Callable[[object], bool], str]] = {
     "theory": (lambda v: isinstance(v, str), "a theory name"),
     "params": (lambda v: isinstance(v, dict), "an object of theory parameters"),
-    "sampler": (lambda v: isinstance(v, dict), "an object of sampler settings"),
+    "sampler": (
+        lambda v: isinstance(v, (dict, str)),
+        "an object of sampler settings (or a name, as for imported files)",
+    ),
     "seed": (lambda v: v is None or _count(v, 0), "an integer ≥ 0 (or null)"),
     "acceptance": (
         lambda v: _real(v) and (math.isnan(v) or 0 <= v <= 1),

@@ -302,7 +302,7 @@ def test_an_hdf5_file_without_the_checksum_is_probed_in_a_child_process(tmp_path
         ("acceptance", True, "'acceptance' must be"),
         ("acceptance_error", "x", "'acceptance_error' must be"),
         ("health", {"ok": "yes"}, "'health' must be"),
-        ("sampler", "hmc", "'sampler' must be an object"),
+        ("sampler", [1], "'sampler' must be an object"),
         ("n_therm", -3, "'n_therm' must be an integer ≥ 0"),
         ("params", [1], "'params' must be an object"),
     ],
