@@ -26,12 +26,10 @@ from scipy import special, stats
 
 from .io import Ensemble
 from .observables import analyze_primaries, measure_primaries
+from .plots import HISTOGRAMMED  # the primaries `measure --plot` histograms (no matplotlib)
 from .stats import gamma_method
 
 __all__ = ["Comparison", "Pull", "compare", "compare_samples"]
-
-#: primaries whose histogram is compared, first found wins (as `measure --plot` draws them)
-HISTOGRAMMED = ("M", "phi1", "Q", "plaquette")
 
 
 class Pull(NamedTuple):
